@@ -1,0 +1,100 @@
+/*
+ * config — the one YAML file a user writes (DESIGN.md §3 "Config YAML"):
+ * cluster (servers, links), model, training, parallel, emulation. Loaded with
+ * libyaml, `include:` followed, every value validated; errors are
+ * "file:line:col: what is wrong (hint)" in an et_err with code ET_EINPUT.
+ */
+#ifndef ET_CONFIG_H
+#define ET_CONFIG_H
+
+#include <stdint.h>
+
+#include "../common/et_err.h"
+#include "../model/gpt2.h"
+
+#define ET_NAME_MAX 64
+#define ET_PATH_MAX 1024
+
+typedef struct et_server {
+    char name[ET_NAME_MAX];
+    char host[256];        /* default "localhost" */
+    double gflops;         /* sustained fp32 training throughput, GFLOP/s, > 0 */
+    uint64_t memory;       /* bytes the worker may use, > 0 */
+    int slots;             /* MPI slots on this host, default 1 */
+    int line, col;         /* where it was defined (for later errors) */
+} et_server;
+
+typedef struct et_link {
+    double bandwidth;      /* bytes per second, > 0 (config says bits: "1Gbps" = 1.25e8 B/s) */
+    double latency;        /* seconds, >= 0 */
+} et_link;
+
+typedef struct et_cluster {
+    int n_servers;
+    et_server *servers;
+    et_link default_link;
+    et_link *link;         /* n_servers x n_servers, row-major, symmetric; diagonal unused (see et_cluster_link) */
+} et_cluster;
+
+/* Link between servers a and b (indices). a == b gives the in-host link:
+ * bandwidth INFINITY, latency 0. */
+et_link et_cluster_link(const et_cluster *c, int a, int b);
+/* Index of a server by name, or -1. */
+int et_cluster_find(const et_cluster *c, const char *name);
+
+enum { ET_SCHED_AUTO = 0, ET_SCHED_GPIPE = 1, ET_SCHED_1F1B = 2 };
+enum { ET_CLOCK_VIRTUAL = 0, ET_CLOCK_WALL = 1 };
+enum { ET_SAMPLING_SEQUENTIAL = 0, ET_SAMPLING_RANDOM = 1 };
+
+typedef struct et_training {
+    char dataset[ET_PATH_MAX];   /* resolved relative to the config file's directory */
+    int seq_len;                 /* default 128; <= block_size */
+    int global_batch;            /* default 32 */
+    int micro_batch;             /* default = global_batch; must divide global_batch */
+    double lr, min_lr;           /* 6e-4, 0 */
+    int warmup_steps;            /* 0 */
+    int lr_decay_cosine;         /* lr_decay: cosine|none (default none) */
+    double weight_decay;         /* 0 */
+    double grad_clip;            /* 1.0 */
+    long max_steps;              /* 2000 */
+    double target_val_loss;      /* NAN when not set */
+    double target_val_accuracy;  /* NAN when not set */
+    int eval_every;              /* 50; 0 = only at the end */
+    long eval_tokens;            /* 65536 */
+    char checkpoint_path[ET_PATH_MAX];  /* "" = no checkpoints */
+    int checkpoint_every;        /* 100 */
+    uint64_t seed;               /* 1 */
+    char init[ET_PATH_MAX];      /* "" or a checkpoint to start from */
+    int sampling;                /* ET_SAMPLING_* */
+} et_training;
+
+typedef struct et_parallel {
+    int schedule;                /* ET_SCHED_*; auto lets the planner choose */
+    int pipeline, tensor, data;  /* 0 = auto */
+} et_parallel;
+
+typedef struct et_config {
+    char path[ET_PATH_MAX];      /* the main file as given */
+    char name[ET_NAME_MAX];      /* optional top-level `name:`, else the file's stem */
+    et_cluster cluster;
+    char model_preset[ET_NAME_MAX];  /* "" if given by numbers */
+    gpt2_config model;
+    et_training training;
+    et_parallel parallel;
+    int clock;                   /* ET_CLOCK_* */
+} et_config;
+
+/* Load and validate a config file. Returns NULL with e set (ET_EINPUT) on any
+ * problem; the caller frees with et_config_free. */
+et_config *et_config_load(const char *path, et_err *e);
+void et_config_free(et_config *c);
+
+/* Parse units exactly (used by the loader, exposed for tests and the CLI):
+ * bandwidth "10Gbps" "200Mbps" "1.5Gbit/s" "125MB/s" -> bytes/s;
+ * size "16GiB" "512MiB" "8GB" "1024" -> bytes; duration "2ms" "150us" "1s" -> s.
+ * Return 0, or -1 with *why set to a short reason. */
+int et_parse_bandwidth(const char *s, double *out, const char **why);
+int et_parse_size(const char *s, uint64_t *out, const char **why);
+int et_parse_duration(const char *s, double *out, const char **why);
+
+#endif
