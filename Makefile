@@ -29,11 +29,15 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 MPI_SRC  := $(wildcard tests/mpi_*.c)
 MPI_BIN  := $(MPI_SRC:tests/%.c=$(BUILD)/tests/%)
+TOOLT_SRC := $(wildcard tests/tool_*.c)
+TOOLT_BIN := $(TOOLT_SRC:tests/%.c=$(BUILD)/tests/%)
+TOOLS_SRC := $(wildcard tools/*.c)
+TOOLS_BIN := $(TOOLS_SRC:tools/%.c=$(BUILD)/tools/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps check test sanitize bench demo clean tests-build
-all: $(BIN) edgetrain
+all: $(BIN) edgetrain $(TOOLS_BIN)
 
 deps:
 	@bash scripts/install-deps.sh
@@ -56,15 +60,29 @@ $(BIN): $(BUILD)/orchestrator/main.o $(LIB)
 edgetrain: $(BIN)
 	@if [ "$(BUILD)" = build ]; then ln -sf $(BUILD)/edgetrain edgetrain; fi
 
-$(BUILD)/tests/%: tests/%.c $(LIB)
+$(BUILD)/tests/test_%: tests/test_%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LIB) $(LDLIBS) $(CHECK_LIBS)
+
+$(BUILD)/tests/mpi_%: tests/mpi_%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LIB) $(LDLIBS) $(CHECK_LIBS)
+
+# Helper programs for script tests (no Check): build/tests/tool_*
+$(BUILD)/tests/tool_%: tests/tool_%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# Stand-alone programs (e.g. the test bed's link emulator): build/tools/*
+$(BUILD)/tools/%: tools/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-tests-build: $(BIN) $(TEST_BIN) $(MPI_BIN)
+tests-build: all $(TEST_BIN) $(MPI_BIN) $(TOOLT_BIN)
 
 check test: deps
 	@$(MAKE) --no-print-directory tests-build
