@@ -54,8 +54,10 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# --whole-archive: main.c references the subcommands weakly, and a weak
+# reference alone would not pull their objects out of the archive.
 $(BIN): $(BUILD)/orchestrator/main.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/orchestrator/main.o -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive $(LDLIBS)
 
 edgetrain: $(BIN)
 	@if [ "$(BUILD)" = build ]; then ln -sf $(BUILD)/edgetrain edgetrain; fi
