@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mpi.h>
 
@@ -654,6 +655,13 @@ static int controller_loop(ctl_state *c, const ckpt_meta *start_meta)
         ctl_bcast(&stop);
         return 1;
     }
+    /* Per-rank, per-step breakdown: where each step's time went on each rank. */
+    char rpath[2048];
+    snprintf(rpath, sizeof rpath, "%s/ranks.csv", c->out_dir);
+    int rexists = resumed && access(rpath, F_OK) == 0;
+    FILE *rcsv = fopen(rpath, rexists ? "a" : "w");
+    if (rcsv && !rexists)
+        fputs("step,rank,server,stage,compute_s,comm_wait_s,bubble_s,bytes_sent,clock_s\n", rcsv);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop;
@@ -699,6 +707,13 @@ static int controller_loop(ctl_state *c, const ckpt_meta *start_meta)
                 }
             }
             gnorm = rp->grad_norm;
+            if (rcsv) {
+                plan_role ro;
+                plan_rank_role(p, r, &ro);
+                fprintf(rcsv, "%ld,%d,%s,%d,%.6g,%.6g,%.6g,%.0f,%.6f\n", s, r,
+                        c->cfg->cluster.servers[ro.server].name, ro.stage, rp->compute_s,
+                        rp->wait_s, rp->idle_s, rp->bytes_sent, rp->clock);
+            }
             busy[r] += rp->compute_s;
             waits[r] += rp->wait_s;
             idles[r] += rp->idle_s;
@@ -790,6 +805,8 @@ static int controller_loop(ctl_state *c, const ckpt_meta *start_meta)
     wk_cmd stop = {.cmd = rc ? CMD_ABORT : CMD_STOP};
     ctl_bcast(&stop);
     metrics_close(&mf);
+    if (rcsv)
+        fclose(rcsv);
     merge_trace(c);
 
     /* The run's summary, for `edgetrain run`'s report. */
@@ -809,7 +826,15 @@ static int controller_loop(ctl_state *c, const ckpt_meta *start_meta)
     sm->emulated_s = emulated;
     sm->mean_step_wall_s = n_steps ? sum_step_wall / n_steps : NAN;
     sm->mean_step_emulated_s = n_steps ? sum_step_emu / n_steps : NAN;
-    sm->predicted_step_s = p->pred.step_s;
+    {
+        /* The cost model's prediction for this very plan (a hand-written plan
+         * file need not carry one). */
+        et_plan *pc = plan_clone(p);
+        cm_model cm;
+        cm_model_init(&cm, &c->cfg->model, pc->micro_batch, t->seq_len);
+        sm->predicted_step_s = cm_evaluate(&cm, &c->cfg->cluster, pc);
+        plan_free(pc);
+    }
     sm->tokens_per_step = tokens_per_step;
     for (int r = 1; r < c->size && sm->n_ranks < SUMMARY_MAX_RANKS; r++) {
         plan_role ro;
