@@ -41,6 +41,7 @@ all: $(BIN) edgetrain $(TOOLS_BIN)
 
 deps:
 	@bash scripts/install-deps.sh
+	@bash scripts/fetch-gpt2-encoder.sh >/dev/null || echo "warning: GPT-2 encoder files not fetched; the gpt2 tokenizer tests will skip" >&2
 
 # Hot numeric kernels: let the compiler vectorise reductions, keep NaN/Inf checks working.
 $(BUILD)/model/kernels.o: OPT += -O3 -ffast-math -fno-finite-math-only
