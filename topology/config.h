@@ -41,6 +41,16 @@ typedef struct et_cluster {
 et_link et_cluster_link(const et_cluster *c, int a, int b);
 /* Index of a server by name, or -1. */
 int et_cluster_find(const et_cluster *c, const char *name);
+/* The slowest link among the n servers idx[0..n-1] (indices, repeats allowed):
+ * the minimum bandwidth and the maximum latency over every pair of distinct
+ * servers (the two may come from different links: a conservative bound, what a
+ * ring all-reduce over the set is limited by). Fewer than two distinct servers:
+ * {INFINITY, 0}. */
+et_link et_cluster_slowest(const et_cluster *c, const int *idx, int n);
+/* Seconds to move `bytes` over link l: latency + bytes / bandwidth. */
+double et_link_time(et_link l, double bytes);
+/* Sum of the servers' slots: the number of MPI ranks the cluster can hold. */
+int et_cluster_total_slots(const et_cluster *c);
 
 enum { ET_SCHED_AUTO = 0, ET_SCHED_GPIPE = 1, ET_SCHED_1F1B = 2 };
 enum { ET_CLOCK_VIRTUAL = 0, ET_CLOCK_WALL = 1 };
@@ -86,6 +96,18 @@ typedef struct et_config {
 
 /* Load and validate a config file. Returns NULL with e set (ET_EINPUT) on any
  * problem; the caller frees with et_config_free. */
+/* The full schema, defaults, include merge rules and limits are documented at
+ * the top of topology/config.c. In short:
+ *  - include: files merged first, in order; the including file wins.
+ *    cluster.servers merge by name and links.pairs by pair; model is replaced
+ *    whole; training/parallel/emulation merge key by key.
+ *  - every two distinct servers need a link (links.default or a pair; no
+ *    built-in bandwidth). Without links.default, cluster.default_link is the
+ *    slowest link of the matrix ({INFINITY, 0} for one server).
+ *  - training.seq_len defaults to min(128, block_size); micro_batch to
+ *    global_batch.
+ *  - relative paths resolve against the directory of the file naming them
+ *    (not normalised: "a/../b.h5" stays so). */
 et_config *et_config_load(const char *path, et_err *e);
 void et_config_free(et_config *c);
 
@@ -93,8 +115,16 @@ void et_config_free(et_config *c);
  * bandwidth "10Gbps" "200Mbps" "1.5Gbit/s" "125MB/s" -> bytes/s;
  * size "16GiB" "512MiB" "8GB" "1024" -> bytes; duration "2ms" "150us" "1s" -> s.
  * Return 0, or -1 with *why set to a short reason. */
+/* (Exact rules and every accepted unit: the top of topology/units.c. *why is
+ * a static string, except for an unknown unit, where it names the unit and
+ * the nearest valid one in a per-thread buffer valid until this thread's next
+ * et_parse_* call. Zero parses; callers that need > 0 check it.) */
 int et_parse_bandwidth(const char *s, double *out, const char **why);
 int et_parse_size(const char *s, uint64_t *out, const char **why);
 int et_parse_duration(const char *s, double *out, const char **why);
+
+/* The nearest of names (n entries, or NULL-terminated when n < 0) to s,
+ * ignoring case, for "did you mean" hints; NULL when nothing is close. */
+const char *et_closest_name(const char *s, const char *const *names, int n);
 
 #endif
