@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages edgetrain needs. Idempotent: installs only what is
 # missing, runs `apt-get update` first when something is. Needs root (or sudo).
+#   scripts/install-deps.sh            build, tests, demo
+#   scripts/install-deps.sh --testbed  also the container test bed (podman, runc,
+#                                      debootstrap...): see docs/TESTBED.md
 set -euo pipefail
+testbed=0
+[ "${1:-}" = --testbed ] && testbed=1
 
 pkgs=(build-essential pkg-config
       openmpi-bin libopenmpi-dev
@@ -14,6 +19,10 @@ pkgs=(build-essential pkg-config
       python3 python3-torch python3-h5py python3-numpy
       fortunes
       )
+
+if [ $testbed = 1 ]; then
+  pkgs+=(podman runc catatonit debootstrap iputils-ping iproute2)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
