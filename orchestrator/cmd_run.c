@@ -1,0 +1,316 @@
+/*
+ * edgetrain run CONFIG — plan (or take --plan), make the run directory,
+ * launch the workers through mpirun (fork + execvp, never a shell), follow
+ * them, and report time-to-accuracy, predicted vs measured step time and
+ * per-server utilisation.
+ *
+ * Signals: SIGINT/SIGTERM to `run` become SIGUSR1 to mpirun, which forwards
+ * it to every rank; the controller rank then stops after the current step
+ * with a checkpoint. mpirun runs in its own process group so that a terminal's
+ * Ctrl-C reaches only `run`.
+ * A worker that dies makes mpirun end the job; `run` names the rank and its
+ * server from mpirun's message and the plan, and exits 1; the last checkpoint
+ * is intact (checkpoints are written to a temporary name and renamed).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../topology/config.h"
+#include "../workers/trainer.h"
+#include "cli.h"
+#include "launch.h"
+#include "plan.h"
+#include "planner.h"
+#include "report.h"
+
+static void run_help(void)
+{
+    printf("usage: edgetrain run CONFIG [--plan PLAN] [--out DIR] [--resume] [--json] [--quiet] [--no-mpi]\n"
+           "\n"
+           "Plan the model on the cluster (or take PLAN), launch one MPI rank per worker plus the\n"
+           "controller with mpirun, train to training.target or max_steps, and report\n"
+           "time-to-accuracy (emulated and wall), predicted vs measured step time and per-server\n"
+           "utilisation.\n"
+           "\n"
+           "  --plan PLAN  use this plan file (from `edgetrain plan -o`) instead of planning\n"
+           "  --out DIR    run directory (default runs/<name>-<UTC timestamp>/)\n"
+           "  --resume     continue from training.checkpoint.path (under this plan or any other)\n"
+           "  --json       also print the summary as one JSON line\n"
+           "  --quiet      no per-step lines\n"
+           "  --no-mpi     single-worker plans only: train in this process, without mpirun\n"
+           "\n"
+           "The run directory holds config.yaml (a copy), plan.yaml, hostfile, rankfile,\n"
+           "metrics.csv, trace.json (Perfetto), summary.txt, report.md and PNG plots.\n");
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* Copy a file byte for byte (the config, for the record). */
+static int copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb");
+    if (!in)
+        return -1;
+    FILE *out = fopen(to, "wb");
+    if (!out) {
+        fclose(in);
+        return -1;
+    }
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        fwrite(buf, 1, n, out);
+    fclose(in);
+    return fclose(out);
+}
+
+static volatile sig_atomic_t child_pid;
+static volatile sig_atomic_t interrupted;
+
+static void forward_stop(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+    if (child_pid > 0)
+        kill((pid_t)child_pid, SIGUSR1);
+}
+
+/* The rank named in an mpirun failure line, or -1. */
+static int rank_in_line(const char *line)
+{
+    const char *p = strstr(line, "rank ");
+    while (p) {
+        char *end;
+        long r = strtol(p + 5, &end, 10);
+        if (end != p + 5)
+            return (int)r;
+        p = strstr(p + 5, "rank ");
+    }
+    return -1;
+}
+
+/* Fork mpirun with argv, echo its stderr, remember the first rank it names
+ * as failed. Returns mpirun's exit status (or 128+signal), *dead_rank -1 if
+ * none was named. */
+static int run_mpirun(char *const *argv, int *dead_rank)
+{
+    int pfd[2];
+    if (pipe(pfd) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        dup2(pfd[1], STDERR_FILENO);
+        close(pfd[0]);
+        close(pfd[1]);
+        execvp(argv[0], argv);
+        fprintf(stderr, "edgetrain: cannot run %s: %s (install openmpi-bin: scripts/install-deps.sh)\n",
+                argv[0], strerror(errno));
+        _exit(127);
+    }
+    child_pid = pid;
+    close(pfd[1]);
+    struct sigaction sa, oi, ot;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_stop;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, &oi);
+    sigaction(SIGTERM, &sa, &ot);
+
+    *dead_rank = -1;
+    FILE *err = fdopen(pfd[0], "r");
+    char line[4096];
+    while (err && fgets(line, sizeof line, err)) {
+        fputs(line, stderr);
+        if (*dead_rank < 0 && (strstr(line, "exited on signal") || strstr(line, "killed") ||
+                               strstr(line, "non-zero status") || strstr(line, "terminated")))
+            *dead_rank = rank_in_line(line);
+    }
+    if (err)
+        fclose(err);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    child_pid = 0;
+    sigaction(SIGINT, &oi, NULL);
+    sigaction(SIGTERM, &ot, NULL);
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"plan", required_argument, 0, 'p'}, {"out", required_argument, 0, 'o'},
+        {"resume", no_argument, 0, 'r'},     {"json", no_argument, 0, 'j'},
+        {"quiet", no_argument, 0, 'q'},      {"no-mpi", no_argument, 0, 'n'},
+        {"help", no_argument, 0, 'h'},       {0, 0, 0, 0},
+    };
+    const char *plan_path = NULL, *out = NULL;
+    int resume = 0, json = 0, quiet = 0, no_mpi = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p': plan_path = optarg; break;
+        case 'o': out = optarg; break;
+        case 'r': resume = 1; break;
+        case 'j': json = 1; break;
+        case 'q': quiet = 1; break;
+        case 'n': no_mpi = 1; break;
+        case 'h': run_help(); return 0;
+        default: return cli_usage_error("run", "unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("run", "needs exactly one CONFIG");
+    const char *config_path = argv[optind];
+
+    et_err e;
+    et_err_clear(&e);
+    et_config *cfg = et_config_load(config_path, &e);
+    if (!cfg)
+        return et_err_report(&e);
+
+    /* The plan: given, or the planner's best. */
+    et_plan *plan = NULL;
+    if (plan_path) {
+        plan = plan_load(plan_path, cfg, &e);
+        if (!plan) {
+            et_config_free(cfg);
+            return et_err_report(&e);
+        }
+    } else {
+        planner_opts po = {0};
+        po.no_baselines = 1;
+        planner_result pr;
+        if (planner_plan(cfg, &po, &pr, &e) != 0) {
+            et_config_free(cfg);
+            return et_err_report(&e);
+        }
+        if (!pr.best) {
+            fprintf(stderr,
+                    "edgetrain: %s: the model does not fit: one server needs %.2f GiB on the finest "
+                    "split, the largest has %.2f GiB (add memory or servers, or shrink the model or "
+                    "micro_batch)\n",
+                    config_path, pr.min_need / 1073741824.0, pr.max_memory / 1073741824.0);
+            planner_result_free(&pr);
+            et_config_free(cfg);
+            return 2;
+        }
+        plan = plan_clone(pr.best);
+        planner_result_free(&pr);
+    }
+
+    /* The run directory. */
+    char dir[1024];
+    if (out) {
+        snprintf(dir, sizeof dir, "%s", out);
+    } else {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+        snprintf(dir, sizeof dir, "runs/%s-%s", cfg->name, stamp);
+    }
+    int rc = 0;
+    char path[2048], plan_file[2048];
+    if (make_dirs(dir) != 0) {
+        fprintf(stderr, "edgetrain: %s: cannot create the run directory (%s)\n", dir, strerror(errno));
+        rc = 1;
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    copy_file(config_path, path);
+    snprintf(plan_file, sizeof plan_file, "%s/plan.yaml", dir);
+    if (plan_write(plan, cfg, plan_file, &e) != 0) {
+        rc = et_err_report(&e);
+        goto out;
+    }
+    if (!quiet)
+        printf("edgetrain: run %s: %d stage(s) x %d replica(s), %d worker(s), %s, %d x %d sequences, "
+               "predicted %.4g s/step; output in %s/\n",
+               cfg->name, plan->n_stages, plan->n_replicas, plan_n_workers(plan),
+               plan->schedule == ET_SCHED_GPIPE ? "gpipe" : "1f1b", plan->micro_batches,
+               plan->micro_batch, plan->pred.step_s, dir);
+
+    if (no_mpi) {
+        if (plan_n_workers(plan) != 1) {
+            fprintf(stderr, "edgetrain: %s: --no-mpi needs a single-worker plan, this one has %d workers\n",
+                    config_path, plan_n_workers(plan));
+            rc = 2;
+            goto out;
+        }
+        et_train_opts to = {dir, resume, !quiet, plan->pred.step_s,
+                             cfg->cluster.servers[plan->server[0]].name};
+        et_train_result tr;
+        if (trainer_run_single(cfg, &to, &tr, &e) != 0) {
+            rc = et_err_report(&e);
+            goto out;
+        }
+    } else {
+        launch_material lm;
+        if (launch_prepare(plan, cfg, config_path, plan_file, dir, resume, quiet, &lm, &e) != 0) {
+            rc = et_err_report(&e);
+            goto out;
+        }
+        fflush(stdout);
+        int dead = -1;
+        int st = run_mpirun(lm.argv, &dead);
+        if (st != 0) {
+            if (dead > 0) {
+                plan_role ro;
+                if (plan_rank_role(plan, dead, &ro) == 0)
+                    fprintf(stderr,
+                            "edgetrain: worker rank %d on server %s (stage %d, layers %d-%d) died; "
+                            "the last checkpoint is intact: continue with `edgetrain run %s --resume`\n",
+                            dead, cfg->cluster.servers[ro.server].name, ro.stage, ro.layer_first,
+                            ro.layer_last, config_path);
+                rc = 1;
+            } else {
+                rc = st == 2 ? 2 : 1;
+                fprintf(stderr, "edgetrain: the training job failed (mpirun exit status %d)\n", st);
+            }
+        }
+        launch_material_free(&lm);
+    }
+    if (rc == 0 || interrupted) {
+        if (report_render(dir, cfg, plan, json, &e) != 0)
+            et_err_report(&e);
+    }
+out:
+    plan_free(plan);
+    et_config_free(cfg);
+    return rc;
+}
