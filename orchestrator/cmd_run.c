@@ -33,6 +33,7 @@
 #include "plan.h"
 #include "planner.h"
 #include "report.h"
+#include "testbed.h"
 
 static void run_help(void)
 {
@@ -49,6 +50,9 @@ static void run_help(void)
            "  --json       also print the summary as one JSON line\n"
            "  --quiet      no per-step lines\n"
            "  --no-mpi     single-worker plans only: train in this process, without mpirun\n"
+           "  --testbed    run across the containers of `edgetrain testbed up CONFIG` (real\n"
+           "               shaped links, capped CPUs), measuring wall-clock time; the report\n"
+           "               compares it with the virtual-clock prediction of the same plan\n"
            "\n"
            "The run directory holds config.yaml (a copy), plan.yaml, hostfile, rankfile,\n"
            "metrics.csv, trace.json (Perfetto), summary.txt, report.md and PNG plots.\n");
@@ -175,10 +179,11 @@ int cmd_run(int argc, char **argv)
         {"plan", required_argument, 0, 'p'}, {"out", required_argument, 0, 'o'},
         {"resume", no_argument, 0, 'r'},     {"json", no_argument, 0, 'j'},
         {"quiet", no_argument, 0, 'q'},      {"no-mpi", no_argument, 0, 'n'},
+        {"testbed", no_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},       {0, 0, 0, 0},
     };
     const char *plan_path = NULL, *out = NULL;
-    int resume = 0, json = 0, quiet = 0, no_mpi = 0, c;
+    int resume = 0, json = 0, quiet = 0, no_mpi = 0, testbed = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -188,6 +193,7 @@ int cmd_run(int argc, char **argv)
         case 'j': json = 1; break;
         case 'q': quiet = 1; break;
         case 'n': no_mpi = 1; break;
+        case 't': testbed = 1; break;
         case 'h': run_help(); return 0;
         default: return cli_usage_error("run", "unknown option");
         }
@@ -195,12 +201,16 @@ int cmd_run(int argc, char **argv)
     if (argc - optind != 1)
         return cli_usage_error("run", "needs exactly one CONFIG");
     const char *config_path = argv[optind];
+    if (testbed && no_mpi)
+        return cli_usage_error("run", "--testbed and --no-mpi exclude each other");
 
     et_err e;
     et_err_clear(&e);
     et_config *cfg = et_config_load(config_path, &e);
     if (!cfg)
         return et_err_report(&e);
+    if (testbed)
+        cfg->clock = ET_CLOCK_WALL; /* the workers get --clock wall too */
 
     /* The plan: given, or the planner's best. */
     et_plan *plan = NULL;
@@ -281,13 +291,26 @@ int cmd_run(int argc, char **argv)
         }
     } else {
         launch_material lm;
-        if (launch_prepare(plan, cfg, config_path, plan_file, dir, resume, quiet, &lm, &e) != 0) {
+        launch_opts lo = {dir, resume, quiet, testbed};
+        if (launch_prepare(plan, cfg, config_path, plan_file, &lo, &lm, &e) != 0) {
             rc = et_err_report(&e);
             goto out;
         }
+        char **argv_exec = lm.argv;
+        if (testbed) {
+            /* Across the test bed's containers: mpirun inside the launcher
+             * namespace with the podman agent (orchestrator/testbed.h). */
+            if (et_testbed_launch_argv(cfg, lm.argv, 0, &argv_exec, &e) != 0) {
+                launch_material_free(&lm);
+                rc = et_err_report(&e);
+                goto out;
+            }
+        }
         fflush(stdout);
         int dead = -1;
-        int st = run_mpirun(lm.argv, &dead);
+        int st = run_mpirun(argv_exec, &dead);
+        if (testbed)
+            et_testbed_argv_free(argv_exec);
         if (st != 0) {
             if (dead > 0) {
                 plan_role ro;

@@ -21,14 +21,17 @@ static int host_is_local(const char *host)
     return 0;
 }
 
-/* Host of MPI rank k. */
-static const char *rank_host(const et_plan *p, const et_config *cfg, int k)
+/* Host of MPI rank k: its server's host, or its server's name on the test
+ * bed (where every server is a container of that hostname). */
+static const char *rank_host(const et_plan *p, const et_config *cfg, int k, int by_name)
 {
-    if (k == 0)
-        return cfg->cluster.servers[0].host;
-    plan_role ro;
-    plan_rank_role(p, k, &ro);
-    return cfg->cluster.servers[ro.server].host;
+    int sv = 0;
+    if (k > 0) {
+        plan_role ro;
+        plan_rank_role(p, k, &ro);
+        sv = ro.server;
+    }
+    return by_name ? cfg->cluster.servers[sv].name : cfg->cluster.servers[sv].host;
 }
 
 /* Absolute form of path (realpath when it exists, else cwd-joined). */
@@ -60,7 +63,8 @@ static void push(launch_material *lm, int *cap, const char *s)
 
 /* Write the hostfile (distinct hosts in rank order, slots = ranks there) and
  * the rankfile (rank k=host slot=i, i counting ranks per host). */
-static int write_host_files(const et_plan *p, const et_config *cfg, launch_material *lm, et_err *e)
+static int write_host_files(const et_plan *p, const et_config *cfg, int by_name,
+                            launch_material *lm, et_err *e)
 {
     int n = plan_n_ranks(p);
     const char **hosts = et_xcalloc((size_t)n, sizeof *hosts);
@@ -76,7 +80,7 @@ static int write_host_files(const et_plan *p, const et_config *cfg, launch_mater
     }
     fprintf(rf, "# edgetrain rankfile: rank 0 is the controller, then the plan's workers\n");
     for (int k = 0; k < n; k++) {
-        const char *h = rank_host(p, cfg, k);
+        const char *h = rank_host(p, cfg, k, by_name);
         int j;
         for (j = 0; j < nh; j++)
             if (!strcmp(hosts[j], h))
@@ -99,14 +103,13 @@ out:
 }
 
 int launch_prepare(const et_plan *plan, const et_config *cfg, const char *config_path,
-                   const char *plan_path, const char *out_dir, int resume, int quiet,
-                   launch_material *lm, et_err *e)
+                   const char *plan_path, const launch_opts *o, launch_material *lm, et_err *e)
 {
     memset(lm, 0, sizeof *lm);
     int n = plan_n_ranks(plan);
-    lm->local = 1;
-    for (int k = 0; k < n; k++)
-        if (!host_is_local(rank_host(plan, cfg, k)))
+    lm->local = !o->testbed;
+    for (int k = 0; k < n && lm->local; k++)
+        if (!host_is_local(rank_host(plan, cfg, k, 0)))
             lm->local = 0;
 
     /* Host files beside the plan. */
@@ -118,7 +121,7 @@ int launch_prepare(const et_plan *plan, const et_config *cfg, const char *config
         *slash = '\0';
     snprintf(lm->hostfile, sizeof lm->hostfile, "%s/hostfile", dir);
     snprintf(lm->rankfile, sizeof lm->rankfile, "%s/rankfile", dir);
-    if (write_host_files(plan, cfg, lm, e) != 0) {
+    if (write_host_files(plan, cfg, o->testbed, lm, e) != 0) {
         free(plan_abs);
         return -1;
     }
@@ -137,6 +140,9 @@ int launch_prepare(const et_plan *plan, const et_config *cfg, const char *config
             push(lm, &cap, "--oversubscribe");
         push(lm, &cap, "--bind-to");
         push(lm, &cap, "none");
+    } else if (o->testbed) {
+        push(lm, &cap, "--rankfile");
+        push(lm, &cap, lm->rankfile);
     } else {
         push(lm, &cap, "--hostfile");
         push(lm, &cap, lm->hostfile);
@@ -162,16 +168,20 @@ int launch_prepare(const et_plan *plan, const et_config *cfg, const char *config
     push(lm, &cap, cfg_abs);
     push(lm, &cap, "--plan");
     push(lm, &cap, plan_abs);
-    if (out_dir) {
-        char *o = absolute(out_dir);
+    if (o->out_dir) {
+        char *od = absolute(o->out_dir);
         push(lm, &cap, "--out");
-        push(lm, &cap, o);
-        free(o);
+        push(lm, &cap, od);
+        free(od);
     }
-    if (resume)
+    if (o->resume)
         push(lm, &cap, "--resume");
-    if (quiet)
+    if (o->quiet)
         push(lm, &cap, "--quiet");
+    if (o->testbed) {
+        push(lm, &cap, "--clock");
+        push(lm, &cap, "wall");
+    }
     free(cfg_abs);
     free(plan_abs);
     return 0;
@@ -194,12 +204,23 @@ size_t launch_format(const launch_material *lm, char *buf, size_t len)
     for (int i = 0; i < lm->argc; i++) {
         const char *a = lm->argv[i];
         int quote = a[0] == '\0' || strpbrk(a, " \t\n'\"\\$`*?[]{}()<>|&;#~") != NULL;
-        char piece[PATH_MAX + 8];
+        char piece[2 * PATH_MAX + 8];
+        size_t n = 0;
+        if (i)
+            piece[n++] = ' ';
         if (quote)
-            snprintf(piece, sizeof piece, "%s'%s'", i ? " " : "", a);
-        else
-            snprintf(piece, sizeof piece, "%s%s", i ? " " : "", a);
-        size_t n = strlen(piece);
+            piece[n++] = '\'';
+        for (const char *c = a; *c && n < sizeof piece - 8; c++) {
+            if (*c == '\'' && quote) { /* close, escaped quote, reopen */
+                memcpy(piece + n, "'\\''", 4);
+                n += 4;
+            } else {
+                piece[n++] = *c;
+            }
+        }
+        if (quote)
+            piece[n++] = '\'';
+        piece[n] = '\0';
         if (w + n >= len)
             n = len - 1 - w;
         memcpy(buf + w, piece, n);

@@ -27,15 +27,22 @@ typedef struct launch_material {
     char rankfile[1100];
 } launch_material;
 
+typedef struct launch_opts {
+    const char *out_dir;    /* run directory for the worker's --out, or NULL */
+    int resume;             /* pass --resume */
+    int quiet;              /* pass --quiet */
+    int testbed;            /* hosts are the servers' names (the test bed's container
+                               hostnames), the rankfile is always passed, and the
+                               workers measure wall-clock time (--clock wall) */
+} launch_opts;
+
 /* Build the material for running `plan` (at plan_path) of the config at
- * config_path, writing into run directory out_dir (NULL: no --out), with
- * --resume when resume is set and --quiet when quiet is set. The hostfile and
- * rankfile are written beside plan_path (always, so a user can take them to a
- * cluster; passed to mpirun only when not local). Paths in the argv are made
- * absolute. 0, or -1 with e set. Free with launch_material_free. */
+ * config_path. The hostfile and rankfile are written beside plan_path
+ * (always, so a user can take them to a cluster; passed to mpirun only when
+ * not local or on the test bed). Paths in the argv are made absolute. 0, or
+ * -1 with e set. Free with launch_material_free. */
 int launch_prepare(const et_plan *plan, const et_config *cfg, const char *config_path,
-                   const char *plan_path, const char *out_dir, int resume, int quiet,
-                   launch_material *lm, et_err *e);
+                   const char *plan_path, const launch_opts *o, launch_material *lm, et_err *e);
 void launch_material_free(launch_material *lm);
 
 /* The argv as one line a user can paste into a shell (arguments quoted where

@@ -863,10 +863,12 @@ static int controller_loop(ctl_state *c, const ckpt_meta *start_meta)
 static void worker_help(void)
 {
     printf("usage: mpirun -np N edgetrain worker CONFIG --plan PLAN [--out DIR] [--resume] [--quiet]\n"
+           "                                    [--clock wall|virtual]\n"
            "\n"
            "One rank of a training job: rank 0 is the controller, ranks 1..N-1 the workers of\n"
            "the plan (N = 1 + the plan's workers). DIR (default .) receives metrics.csv,\n"
-           "trace.json and summary.txt. --resume continues from training.checkpoint.path.\n");
+           "trace.json and summary.txt. --resume continues from training.checkpoint.path.\n"
+           "--clock overrides the config's emulation.clock.\n");
 }
 
 int cmd_worker(int argc, char **argv)
@@ -874,10 +876,11 @@ int cmd_worker(int argc, char **argv)
     static const struct option opts[] = {
         {"plan", required_argument, 0, 'p'}, {"out", required_argument, 0, 'o'},
         {"resume", no_argument, 0, 'r'},     {"quiet", no_argument, 0, 'q'},
+        {"clock", required_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},       {0, 0, 0, 0},
     };
     const char *plan_path = NULL, *out_dir = ".";
-    int resume = 0, quiet = 0, c;
+    int resume = 0, quiet = 0, clock = -1, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -885,6 +888,11 @@ int cmd_worker(int argc, char **argv)
         case 'o': out_dir = optarg; break;
         case 'r': resume = 1; break;
         case 'q': quiet = 1; break;
+        case 'c':
+            if (!strcmp(optarg, "wall")) clock = ET_CLOCK_WALL;
+            else if (!strcmp(optarg, "virtual")) clock = ET_CLOCK_VIRTUAL;
+            else return cli_usage_error("worker", "--clock is wall or virtual, got '%s'", optarg);
+            break;
         case 'h': worker_help(); return 0;
         default: return cli_usage_error("worker", "unknown option");
         }
@@ -909,6 +917,8 @@ int cmd_worker(int argc, char **argv)
     et_err e;
     et_err_clear(&e);
     et_config *cfg = et_config_load(config_path, &e);
+    if (cfg && clock >= 0)
+        cfg->clock = clock;
     et_plan *plan = cfg ? plan_load(plan_path, cfg, &e) : NULL;
     if (plan && size != plan_n_ranks(plan))
         et_errf(&e, ET_EINPUT,
