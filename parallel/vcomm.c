@@ -90,6 +90,19 @@ void vc_allreduce_sum(vc_clock *c, float *buf, size_t n, MPI_Comm comm, lm_link 
         c->wait_s += MPI_Wtime() - w0;
 }
 
+void vc_charge_allreduce(vc_clock *c, MPI_Comm comm, lm_link slowest, double bytes, double waited_s)
+{
+    int p;
+    MPI_Comm_size(comm, &p);
+    if (p <= 1)
+        return;
+    c->bytes_sent += 2.0 * (p - 1) / p * bytes;
+    if (c->virtual_mode)
+        sync_clock(c, comm, lm_ring_allreduce_s(slowest, bytes, p), vc_now(c));
+    else
+        c->wait_s += waited_s;
+}
+
 void vc_bcast(vc_clock *c, float *buf, size_t n, int root, MPI_Comm comm, lm_link slowest)
 {
     int p, me;

@@ -62,6 +62,11 @@ void vc_allreduce_sum(vc_clock *c, float *buf, size_t n, MPI_Comm comm, lm_link 
 /* Broadcast n floats from comm rank `root`; the clock advances as a
  * binomial-tree broadcast over `slowest`. */
 void vc_bcast(vc_clock *c, float *buf, size_t n, int root, MPI_Comm comm, lm_link slowest);
+/* Charge the clock for a ring all-reduce of `bytes` over comm whose data the
+ * caller moved itself (e.g. in buckets overlapped with compute): virtual mode
+ * synchronises the group and adds the modelled cost; wall mode adds
+ * waited_s, the time the caller spent waiting for it. Counts the bytes. */
+void vc_charge_allreduce(vc_clock *c, MPI_Comm comm, lm_link slowest, double bytes, double waited_s);
 /* Sum of one double over comm (a norm): clock charged as a tree all-reduce. */
 double vc_allreduce_sum_d(vc_clock *c, double x, MPI_Comm comm, lm_link slowest);
 

@@ -25,6 +25,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -119,6 +120,15 @@ typedef struct wk_state {
     wk_event *ev;
     int n_ev, cap_ev;
     FILE *trace;
+    /* Data-parallel gradient buckets: one per local block (reduced as soon as
+     * the step's last backward has finished that block), plus the rest
+     * (embeddings, ln_f) reduced after the backward. */
+    size_t *bucket_lo, *bucket_hi;   /* [n_blocks] float offsets in sh->grads */
+    size_t rest_lo[2], rest_hi[2];   /* the parameters outside the blocks */
+    MPI_Request *bucket_req;         /* [n_blocks] */
+    int buckets_ok;                  /* the block ranges are contiguous */
+    int buckets_armed;               /* during the step's last BWD */
+    int last_bwd;                    /* op index of the step's last BWD */
 } wk_state;
 
 static volatile sig_atomic_t stop_requested;
@@ -196,6 +206,67 @@ static void tp_allreduce(void *ctx, float *buf, size_t n)
 {
     wk_state *w = ctx;
     vc_allreduce_sum(&w->vc, buf, n, w->tp_comm, w->tp_link);
+}
+
+/* gpt2_tp.grads_ready: block `block` is final for this step; start its
+ * data-parallel sum and nudge the earlier ones along. */
+static void dp_grads_ready(void *ctx, int block)
+{
+    wk_state *w = ctx;
+    if (!w->buckets_armed)
+        return;
+    size_t lo = w->bucket_lo[block], n = w->bucket_hi[block] - lo;
+    MPI_Iallreduce(MPI_IN_PLACE, w->sh->grads + lo, (int)n, MPI_FLOAT, MPI_SUM, w->dp_comm,
+                   &w->bucket_req[block]);
+    int flag;
+    MPI_Testall(w->sh->n_blocks, w->bucket_req, &flag, MPI_STATUSES_IGNORE);
+}
+
+/* Compute the per-block gradient ranges from the tensor descriptors; the
+ * buckets are used only when each block's tensors are contiguous and the
+ * blocks tile one range. */
+static void setup_buckets(wk_state *w)
+{
+    gpt2_shard *sh = w->sh;
+    int nb = sh->n_blocks;
+    w->bucket_lo = et_xcalloc((size_t)(nb ? nb : 1), sizeof(size_t));
+    w->bucket_hi = et_xcalloc((size_t)(nb ? nb : 1), sizeof(size_t));
+    w->bucket_req = et_xcalloc((size_t)(nb ? nb : 1), sizeof(MPI_Request));
+    for (int b = 0; b < nb; b++) {
+        w->bucket_req[b] = MPI_REQUEST_NULL;
+        w->bucket_lo[b] = SIZE_MAX;
+    }
+    w->buckets_ok = nb > 0;
+    size_t *sum = et_xcalloc((size_t)(nb ? nb : 1), sizeof(size_t));
+    for (int i = 0; i < sh->n_tensors; i++) {
+        const gpt2_tensor *t = &sh->tensors[i];
+        int layer;
+        if (sscanf(t->name, "transformer/h/%d/", &layer) != 1)
+            continue;
+        int b = layer - sh->spec.layer_first;
+        if (b < 0 || b >= nb) {
+            w->buckets_ok = 0;
+            continue;
+        }
+        if (t->offset < w->bucket_lo[b])
+            w->bucket_lo[b] = t->offset;
+        if (t->offset + t->numel > w->bucket_hi[b])
+            w->bucket_hi[b] = t->offset + t->numel;
+        sum[b] += t->numel;
+    }
+    for (int b = 0; b < nb; b++) {
+        if (sum[b] != w->bucket_hi[b] - w->bucket_lo[b])
+            w->buckets_ok = 0;
+        if (b > 0 && w->bucket_lo[b] != w->bucket_hi[b - 1])
+            w->buckets_ok = 0;
+    }
+    free(sum);
+    if (w->buckets_ok) {
+        w->rest_lo[0] = 0;
+        w->rest_hi[0] = w->bucket_lo[0];
+        w->rest_lo[1] = w->bucket_hi[nb - 1];
+        w->rest_hi[1] = sh->n_params;
+    }
 }
 
 static double wall(void)
@@ -280,11 +351,17 @@ static int worker_setup(wk_state *w, const char *out_dir, et_err *e)
     w->ocfg.grad_clip = t->grad_clip;
     w->tp.allreduce = tp_allreduce;
     w->tp.ctx = w;
+    setup_buckets(w);
+    if (w->R > 1 && w->buckets_ok)
+        w->tp.grads_ready = dp_grads_ready;
 
     /* The schedule this stage executes, and the costs its clock charges. */
     w->n_ops = sched_stage_len(ro->stage, w->S, w->M);
     w->ops = et_xcalloc((size_t)w->n_ops, sizeof *w->ops);
     sched_stage_ops(p->schedule, ro->stage, w->S, w->M, w->ops);
+    for (int i = 0; i < w->n_ops; i++)
+        if (w->ops[i].kind == SCHED_BWD)
+            w->last_bwd = i;
     w->K = sched_max_in_flight(p->schedule, ro->stage, w->S, w->M);
     cm_model cm;
     cm_model_init(&cm, &cfg->model, w->B, w->T);
@@ -346,6 +423,9 @@ static void worker_free(wk_state *w)
     gpt2_acts_free(w->acts_rem);
     free(w->ops);
     free(w->ev);
+    free(w->bucket_lo);
+    free(w->bucket_hi);
+    free(w->bucket_req);
     if (w->trace)
         fclose(w->trace);
     if (w->opt)
@@ -407,7 +487,9 @@ static void worker_step(wk_state *w, const wk_cmd *cmd, wk_report *rep)
             for (int d = 0; d < w->n_grad_dst; d++)
                 vc_send_wait(&w->grad_send[slot * nd + d]);
             vc_compute(&w->vc, w->cost.bwd_compute_s);
+            w->buckets_armed = i == w->last_bwd && w->tp.grads_ready != NULL;
             gpt2_backward(w->sh, w->acts[slot], w->tok[slot], w->dxout[slot], scale, &w->tp);
+            w->buckets_armed = 0;
             compute += w->vc.virtual_mode ? w->cost.bwd_compute_s : wall() - c0;
             trace_event(w, "backward", op.mb, t0, vc_now(&w->vc));
             break;
@@ -447,9 +529,21 @@ static void worker_step(wk_state *w, const wk_cmd *cmd, wk_report *rep)
         vc_bcast(&w->vc, g_wte, n_wte, 0, w->tp_comm, w->tp_link);
     }
     /* Data parallel: sum every gradient over the replicas (each already
-     * carries the 1/(M*R) factor). */
-    if (w->R > 1)
+     * carries the 1/(M*R) factor). The blocks' sums were started during the
+     * last backward (dp_grads_ready); the rest goes now. The clock is charged
+     * one ring all-reduce of every gradient, as the cost model does. */
+    if (w->R > 1 && w->tp.grads_ready) {
+        double wt = wall();
+        for (int k = 0; k < 2; k++)
+            if (w->rest_hi[k] > w->rest_lo[k])
+                MPI_Allreduce(MPI_IN_PLACE, w->sh->grads + w->rest_lo[k],
+                              (int)(w->rest_hi[k] - w->rest_lo[k]), MPI_FLOAT, MPI_SUM, w->dp_comm);
+        MPI_Waitall(w->sh->n_blocks, w->bucket_req, MPI_STATUSES_IGNORE);
+        vc_charge_allreduce(&w->vc, w->dp_comm, w->dp_link, (double)w->sh->n_params * sizeof(float),
+                            wall() - wt);
+    } else if (w->R > 1) {
         vc_allreduce_sum(&w->vc, w->sh->grads, w->sh->n_params, w->dp_comm, w->dp_link);
+    }
     if (w->S > 1 || w->R > 1)
         trace_event(w, "grad all-reduce", -1, t0, vc_now(&w->vc));
 
