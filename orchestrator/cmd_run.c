@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #include "../topology/config.h"
+#include "../workers/checkpoint.h"
+#include "../workers/dataset.h"
 #include "../workers/trainer.h"
 #include "cli.h"
 #include "launch.h"
@@ -121,9 +123,10 @@ static int rank_in_line(const char *line)
 }
 
 /* Fork mpirun with argv, echo its stderr, remember the first rank it names
- * as failed. Returns mpirun's exit status (or 128+signal), *dead_rank -1 if
- * none was named. */
-static int run_mpirun(char *const *argv, int *dead_rank)
+ * as failed and whether a rank printed its own "edgetrain: " error line.
+ * Returns mpirun's exit status (or 128+signal), *dead_rank -1 if none was
+ * named. */
+static int run_mpirun(char *const *argv, int *dead_rank, int *reported)
 {
     int pfd[2];
     if (pipe(pfd) != 0)
@@ -152,14 +155,35 @@ static int run_mpirun(char *const *argv, int *dead_rank)
     sigaction(SIGTERM, &sa, &ot);
 
     *dead_rank = -1;
+    *reported = 0;
+    /* mpirun's own notices come in "-----" framed blocks: hold them back and
+     * show them only if no rank has said what went wrong in its own line. */
     FILE *err = fdopen(pfd[0], "r");
     char line[4096];
+    char *held = NULL;
+    size_t n_held = 0;
+    int in_block = 0;
     while (err && fgets(line, sizeof line, err)) {
-        fputs(line, stderr);
         if (*dead_rank < 0 && (strstr(line, "exited on signal") || strstr(line, "killed") ||
                                strstr(line, "non-zero status") || strstr(line, "terminated")))
             *dead_rank = rank_in_line(line);
+        int frame = !strncmp(line, "-----", 5);
+        if (frame)
+            in_block = !in_block;
+        if (frame || in_block) {
+            size_t n = strlen(line);
+            held = et_xrealloc(held, n_held + n + 1);
+            memcpy(held + n_held, line, n + 1);
+            n_held += n;
+            continue;
+        }
+        if (!strncmp(line, "edgetrain: ", 11))
+            *reported = 1;
+        fputs(line, stderr);
     }
+    if (held && !*reported)
+        fputs(held, stderr);
+    free(held);
     if (err)
         fclose(err);
     int status = 0;
@@ -211,6 +235,40 @@ int cmd_run(int argc, char **argv)
         return et_err_report(&e);
     if (testbed)
         cfg->clock = ET_CLOCK_WALL; /* the workers get --clock wall too */
+
+    /* Inputs the workers will read, checked here first so that a mistake is
+     * one line before anything is launched. */
+    {
+        et_dataset ds = {0};
+        if (dataset_load(cfg->training.dataset, cfg->model.vocab_size,
+                         (size_t)cfg->training.seq_len + 2, &ds, &e) != 0) {
+            et_config_free(cfg);
+            return et_err_report(&e);
+        }
+        dataset_free(&ds);
+        const char *ck = resume ? cfg->training.checkpoint_path : cfg->training.init;
+        if (resume && !ck[0]) {
+            fprintf(stderr, "edgetrain: %s: --resume needs training.checkpoint.path\n", config_path);
+            et_config_free(cfg);
+            return 2;
+        }
+        gpt2_config cc;
+        if (ck[0] && ckpt_read_config(ck, &cc, &e) != 0) {
+            et_config_free(cfg);
+            return et_err_report(&e);
+        }
+        if (ck[0] && memcmp(&cc, &cfg->model, sizeof cc) != 0) {
+            fprintf(stderr,
+                    "edgetrain: %s: checkpoint model (n_layer %d, n_head %d, n_embd %d, vocab %d, "
+                    "block %d) differs from the config's (n_layer %d, n_head %d, n_embd %d, vocab %d, "
+                    "block %d)\n",
+                    ck, cc.n_layer, cc.n_head, cc.n_embd, cc.vocab_size, cc.block_size,
+                    cfg->model.n_layer, cfg->model.n_head, cfg->model.n_embd, cfg->model.vocab_size,
+                    cfg->model.block_size);
+            et_config_free(cfg);
+            return 2;
+        }
+    }
 
     /* The plan: given, or the planner's best. */
     et_plan *plan = NULL;
@@ -307,12 +365,12 @@ int cmd_run(int argc, char **argv)
             }
         }
         fflush(stdout);
-        int dead = -1;
-        int st = run_mpirun(argv_exec, &dead);
+        int dead = -1, reported = 0;
+        int st = run_mpirun(argv_exec, &dead, &reported);
         if (testbed)
             et_testbed_argv_free(argv_exec);
         if (st != 0) {
-            if (dead > 0) {
+            if (dead > 0 && !reported) {
                 plan_role ro;
                 if (plan_rank_role(plan, dead, &ro) == 0)
                     fprintf(stderr,
@@ -323,7 +381,8 @@ int cmd_run(int argc, char **argv)
                 rc = 1;
             } else {
                 rc = st == 2 ? 2 : 1;
-                fprintf(stderr, "edgetrain: the training job failed (mpirun exit status %d)\n", st);
+                if (!reported)
+                    fprintf(stderr, "edgetrain: the training job failed (mpirun exit status %d)\n", st);
             }
         }
         launch_material_free(&lm);
