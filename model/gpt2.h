@@ -105,6 +105,9 @@ typedef struct gpt2_shard {
     gpt2_block *blocks, *g_blocks;   /* n_blocks each */
     gpt2_tensor *tensors;            /* n_tensors descriptors, in a fixed order */
     int n_tensors;
+    /* 1 after gpt2_shard_discard_grad: the next gpt2_backward writes the
+     * parameter gradients instead of adding to them. */
+    int grad_overwrite;
 } gpt2_shard;
 
 /* Allocate a shard (params and grads zeroed). NULL with e set if the spec is
@@ -119,18 +122,45 @@ gpt2_tensor *gpt2_shard_tensor(gpt2_shard *sh, const char *name);
  * function of (seed, tensor name, i), so every plan draws the same model. */
 void gpt2_shard_init_random(gpt2_shard *sh, uint64_t seed);
 void gpt2_shard_zero_grad(gpt2_shard *sh);
+/* The cheap alternative to zero_grad for a training step: marks the gradients
+ * as zero without touching memory (4 bytes per parameter not written). The
+ * next gpt2_backward writes the gradients instead of accumulating, and later
+ * ones accumulate as usual. Until that backward the content of sh->grads is
+ * unspecified; optim_grad_sqsum and optim_step treat it as zero. */
+void gpt2_shard_discard_grad(gpt2_shard *sh);
+
+/* Index in the full (checkpoint) tensor, row-major, of element local_i of
+ * the local tensor t (through its slabs). */
+size_t gpt2_tensor_full_index(const gpt2_tensor *t, size_t local_i);
+
+/* Check that n tokens all lie in [0, vocab_size): 0, or -1 with e set
+ * ("what: token 70000 at position 12 is outside the vocabulary [0, 50257)"). */
+int gpt2_tokens_check(const gpt2_config *c, const int *tok, size_t n, const char *what,
+                      et_err *e);
 
 /* Tensor-parallel reduction supplied by the caller (sum over the TP group, in
  * place). NULL or tp_size 1: no reduction. */
 typedef struct gpt2_tp {
     void (*allreduce)(void *ctx, float *buf, size_t n);
     void *ctx;
+    /* Optional (may be NULL): called by gpt2_backward right after local block
+     * `block` (0-based within the shard) has added its last contribution to
+     * the block's gradients, so a caller can start reducing them while the
+     * remaining blocks run (data-parallel bucketing). */
+    void (*grads_ready)(void *ctx, int block);
 } gpt2_tp;
 
 /* Activations of one micro-batch through one shard, kept for backward.
- * Allocated once; forward/backward never allocate. */
+ * Allocated once; forward/backward never allocate. gpt2_acts_new returns
+ * NULL if B < 1, T < 1 or T > block_size. An acts object belongs to the shard
+ * it was made for (or one with the same spec). */
 typedef struct gpt2_acts gpt2_acts;
 gpt2_acts *gpt2_acts_new(const gpt2_shard *sh, int B, int T);
+/* Bytes the activations of gpt2_acts_new(sh, B, T) take (for memory plans). */
+size_t gpt2_acts_bytes(const gpt2_shard *sh, int B, int T);
+/* Logits [B*T, V] of a head shard after forward (NULL for other shards).
+ * Valid until the next backward, which turns them into their gradient. */
+float *gpt2_acts_logits(gpt2_acts *a);
 void gpt2_acts_free(gpt2_acts *a);
 /* The stage's output residual stream [B,T,C] after forward (for the next stage). */
 float *gpt2_acts_out(gpt2_acts *a);
@@ -144,14 +174,20 @@ long gpt2_acts_correct(const gpt2_acts *a);
 
 /* Forward one micro-batch. Input: tokens [B*T] if has_embed, else x_in [B*T*C].
  * targets [B*T] required if has_head (else ignored). Returns the mean loss for a
- * head shard, 0 otherwise. */
+ * head shard, 0 otherwise. A token or target outside [0, V), or a missing
+ * input, gives NAN (and a NAN output stream) rather than a crash; check the
+ * data with gpt2_tokens_check for a proper message. */
 float gpt2_forward(gpt2_shard *sh, gpt2_acts *a, const int *tokens, const float *x_in,
                    const int *targets, const gpt2_tp *tp);
 
 /* Backward of the micro-batch last forwarded through `a`, accumulating into
  * sh->grads. A head shard starts from dloss = loss_scale (each token's loss
  * gets loss_scale/(B*T)); other shards start from dx_out [B*T*C]. Leaves the
- * gradient of the input in gpt2_acts_dinp(a) unless has_embed. */
+ * gradient of the input in gpt2_acts_dinp(a) unless has_embed. The embedding
+ * uses the copy of the tokens kept by forward (`tokens` may be NULL). One
+ * backward per forward (it turns the logits into their gradient in place);
+ * after a failed forward (NAN loss), or a second backward, the gradients are
+ * left alone and dinp is NAN. */
 void gpt2_backward(gpt2_shard *sh, gpt2_acts *a, const int *tokens, const float *dx_out,
                    float loss_scale, const gpt2_tp *tp);
 

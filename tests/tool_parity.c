@@ -178,7 +178,7 @@ static void *worker_train(void *arg)
     int B = o->batch, T = o->seq_len;
     gpt2_acts *a = gpt2_acts_new(w->sh, B, T);
     int *in = et_xmalloc((size_t)B * T * sizeof *in), *tg = et_xmalloc((size_t)B * T * sizeof *tg);
-    gpt2_tp tp = {tp_allreduce, &w->ctx};
+    gpt2_tp tp = {tp_allreduce, &w->ctx, NULL};
     for (int s = 0; s < o->steps; s++) {
         sampler_fill(w->smp, (uint64_t)s * (uint64_t)B, B, in, tg);
         gpt2_shard_zero_grad(w->sh);
