@@ -281,11 +281,10 @@ __attribute__((noinline)) static float row_exp(float *restrict row, int n, float
     return s;
 }
 
-/* Turns the scores of row t of S (positions 0..t valid) into probabilities
- * with the stored max and 1/sum, zeroing the masked positions t+1..T-1. */
-static void row_probs(float *restrict row, int t, int T, float max, float inv)
+/* Scales the exponentials of row t (positions 0..t) by 1/sum into
+ * probabilities and zeroes the masked positions t+1..T-1. */
+static void row_scale_mask(float *restrict row, int t, int T, float inv)
 {
-    row_exp(row, t + 1, max);
     for (int j = 0; j <= t; j++)
         row[j] *= inv;
     for (int j = t + 1; j < T; j++)
@@ -312,10 +311,7 @@ void k_attention_forward(float *out, float *stats, float *scratch, const float *
                 for (int j = 1; j <= t; j++)
                     m = row[j] > m ? row[j] : m;
                 float inv = 1.0f / row_exp(row, t + 1, m);
-                for (int j = 0; j <= t; j++)
-                    row[j] *= inv;
-                for (int j = t + 1; j < T; j++)
-                    row[j] = 0.0f;
+                row_scale_mask(row, t, T, inv);
                 st[2 * t] = m;
                 st[2 * t + 1] = inv;
             }
@@ -344,8 +340,10 @@ void k_attention_backward(float *dqkv, float *scratch, const float *dout, const 
             const float *st = stats + ((size_t)b * NH + h) * T * 2;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld,
                         0.0f, P, T);
-            for (int t = 0; t < T; t++)
-                row_probs(P + (size_t)t * T, t, T, st[2 * t], st[2 * t + 1]);
+            for (int t = 0; t < T; t++) {
+                row_exp(P + (size_t)t * T, t + 1, st[2 * t]);
+                row_scale_mask(P + (size_t)t * T, t, T, st[2 * t + 1]);
+            }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, Cw, v, ld,
                         0.0f, dP, T);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, P, T, dy, Cw,

@@ -155,6 +155,11 @@ int launch_prepare(const et_plan *plan, const et_config *cfg, const char *config
     push(lm, &cap, "1");
     push(lm, &cap, "-x");
     push(lm, &cap, "OPENBLAS_NUM_THREADS=1");
+    /* The BLAS kernels `run` selected (common/et_blas.h), for every rank. */
+    if (getenv("OPENBLAS_CORETYPE")) {
+        push(lm, &cap, "-x");
+        push(lm, &cap, "OPENBLAS_CORETYPE");
+    }
 
     char exe[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/et_blas.h"
 #include "cli.h"
 
 /* Weak so that the binary links while a subcommand's file is absent from a
@@ -55,6 +56,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 int main(int argc, char **argv)
 {
+    /* Before anything else: OpenBLAS chooses its kernels at load time. */
+    et_blas_select_core(argv);
     const subcommand cmds[] = {
         {"plan", cmd_plan, "plan"},
         {"run", cmd_run, "run"},

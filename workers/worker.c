@@ -462,11 +462,15 @@ static void worker_step(wk_state *w, const wk_cmd *cmd, wk_report *rep)
     for (int i = 0; i < w->n_ops; i++) {
         sched_op op = w->ops[i];
         int slot = op.mb % w->K;
-        double t0 = vc_now(&w->vc), c0 = wall();
+        double t0 = vc_now(&w->vc), c0 = wall(), wait_op;
         switch (op.kind) {
         case SCHED_FWD:
             for (int d = 0; d < w->n_act_dst; d++)
                 vc_send_wait(&w->act_send[slot * nd + d]);
+            if (!w->vc.virtual_mode)
+                w->vc.wait_s += wall() - c0; /* waiting for a send to drain */
+            c0 = wall();
+            wait_op = w->vc.wait_s;
             if (first || last)
                 sampler_fill(&w->sampler, k0 + (uint64_t)op.mb * w->B, w->B, w->tok[slot],
                              w->tgt[slot]);
@@ -480,17 +484,24 @@ static void worker_step(wk_state *w, const wk_cmd *cmd, wk_report *rep)
                         rep->bad_mb = op.mb;
                 }
             }
-            compute += w->vc.virtual_mode ? w->cost.fwd_compute_s : wall() - c0;
+            /* wall mode: the op's time less its TP all-reduce waits */
+            compute += w->vc.virtual_mode ? w->cost.fwd_compute_s
+                                          : wall() - c0 - (w->vc.wait_s - wait_op);
             trace_event(w, "forward", op.mb, t0, vc_now(&w->vc));
             break;
         case SCHED_BWD:
             for (int d = 0; d < w->n_grad_dst; d++)
                 vc_send_wait(&w->grad_send[slot * nd + d]);
+            if (!w->vc.virtual_mode)
+                w->vc.wait_s += wall() - c0;
+            c0 = wall();
+            wait_op = w->vc.wait_s;
             vc_compute(&w->vc, w->cost.bwd_compute_s);
             w->buckets_armed = i == w->last_bwd && w->tp.grads_ready != NULL;
             gpt2_backward(w->sh, w->acts[slot], w->tok[slot], w->dxout[slot], scale, &w->tp);
             w->buckets_armed = 0;
-            compute += w->vc.virtual_mode ? w->cost.bwd_compute_s : wall() - c0;
+            compute += w->vc.virtual_mode ? w->cost.bwd_compute_s
+                                          : wall() - c0 - (w->vc.wait_s - wait_op);
             trace_event(w, "backward", op.mb, t0, vc_now(&w->vc));
             break;
         case SCHED_RECV_ACT:
@@ -1016,9 +1027,10 @@ int cmd_worker(int argc, char **argv)
     et_plan *plan = cfg ? plan_load(plan_path, cfg, &e) : NULL;
     if (plan && size != plan_n_ranks(plan))
         et_errf(&e, ET_EINPUT,
-                "%s: the plan needs %d MPI ranks (1 controller + %d workers), mpirun started %d "
+                "%s: the plan needs %d MPI ranks (1 controller + %d worker%s), mpirun started %d "
                 "(use mpirun -np %d)",
-                plan_path, plan_n_ranks(plan), plan_n_workers(plan), size, plan_n_ranks(plan));
+                plan_path, plan_n_ranks(plan), plan_n_workers(plan),
+                plan_n_workers(plan) == 1 ? "" : "s", size, plan_n_ranks(plan));
     int code = world_status(&e, rank);
     if (code) {
         plan_free(plan);
