@@ -4,6 +4,16 @@
  * loops below are written as plain counted loops over restrict pointers so
  * that GCC vectorises them, reductions included.
  */
+/*
+ * The Makefile asks for -O3 -ffast-math -fno-finite-math-only on this file
+ * (vectorised reductions and vector exp/tanh). Should a build not pass those
+ * flags (GCC defines __NO_MATH_ERRNO__ under -ffast-math), ask for them here
+ * so that the hot loops do not silently fall back to scalar code.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__NO_MATH_ERRNO__)
+#pragma GCC optimize("O3", "fast-math", "no-finite-math-only", "no-math-errno")
+#endif
+
 #include "kernels.h"
 
 #include <cblas.h>
@@ -17,10 +27,12 @@
  * not define under -fno-finite-math-only (our flags keep NaN and Inf checks
  * alive). Announcing them here lets the exp and tanh loops vectorise; libmvec
  * handles NaN, Inf and overflow like the scalar functions (within 4 ulp).
+ * expf is also declared const (no errno: nothing here reads it), which
+ * -fno-math-errno implies anyway and which the pragma fallback above needs.
  */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
     !defined(__FAST_MATH__)
-extern float expf(float) __attribute__((__simd__("notinbranch")));
+extern float expf(float) __attribute__((__simd__("notinbranch"), __const__));
 #if __GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35)
 extern float tanhf(float) __attribute__((__simd__("notinbranch")));
 #endif

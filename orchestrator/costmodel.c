@@ -399,9 +399,10 @@ static void explain(const cm_model *m, const et_cluster *c, et_plan *p, const cm
         group_names(p, c, br, stage_s, names, sizeof names);
         double tpc = k->fwd_tp_s + k->bwd_tp_s;
         w = snprintf(pr->bottleneck, n,
-                     "stage %d (%s) sets the pace: %d layers%s%s at %.4g GFLOP/s take %.3g ms "
+                     "stage %d (%s) sets the pace: %d layer%s%s%s at %.4g GFLOP/s take %.3g ms "
                      "fwd+bwd per micro-batch",
                      stage_s, names, p->last[stage_s] - p->first[stage_s] + 1,
+                     p->last[stage_s] == p->first[stage_s] ? "" : "s",
                      stage_s == 0 ? " + embedding" : "", stage_s == S - 1 ? " + LM head" : "",
                      g.gflops, best * 1e3);
         if (w > 0 && (size_t)w < n && tpc > 0.25 * best) {

@@ -181,8 +181,10 @@ typedef struct ctx {
     double best;
     int best_R, best_S, best_mb, best_sched, best_M;
     int *best_first, *best_tp, *best_comp;
-    /* stats and the first pass's node budget */
+    /* stats, the first pass's node budget, the time budget */
     long nodes, leaves, stop_at;
+    double deadline;     /* monotonic seconds; 0: none */
+    int timed_out;
     int exhaustive;
 } ctx;
 
@@ -928,9 +930,13 @@ static void record(ctx *x, double total)
             x->best_comp[r * x->S + s] = x->cands[x->pick[r]].comp[s];
 }
 
-static int out_of_budget(const ctx *x)
+static int out_of_budget(ctx *x)
 {
-    return x->stop_at && x->nodes > x->stop_at;
+    if (x->timed_out)
+        return 1;
+    if (x->deadline > 0 && (x->nodes & 4095) == 0 && now_s() > x->deadline)
+        x->timed_out = 1;
+    return x->timed_out || (x->stop_at && x->nodes > x->stop_at);
 }
 
 /* ------------------------------------------------------------ replicas 1.. */
@@ -1764,11 +1770,19 @@ int planner_plan(const et_config *cfg, const planner_opts *o, planner_result *re
             sh[i].lb = shape_lb(&x, &sh[i]);
         qsort(sh, (size_t)n_sh, sizeof *sh, by_lb);
         /* pass 1: a few hundred nodes per shape, most promising first, for a
-         * good incumbent; pass 2: the exact search, cutting with it */
+         * good incumbent; pass 2: the exact search, cutting with it. A shape
+         * the time budget cuts short keeps its root bound as the floor. */
+        x.deadline = t0 + (o->max_seconds > 0 ? o->max_seconds : 30.0);
+        res->lower_bound = INFINITY;
         for (int pass = 0; pass < 2; pass++)
             for (int i = 0; i < n_sh; i++) {
                 if (sh[i].lb >= x.best)
                     continue;
+                if (x.timed_out) {
+                    if (pass == 1 && sh[i].lb < res->lower_bound)
+                        res->lower_bound = sh[i].lb;
+                    continue;
+                }
                 shape_enter(&x, &sh[i], 1);
                 long n0 = x.nodes;
                 double b0 = x.best;
@@ -1779,9 +1793,14 @@ int planner_plan(const et_config *cfg, const planner_opts *o, planner_result *re
                             pass, sh[i].sched == ET_SCHED_GPIPE ? "gpipe" : "1f1b", sh[i].R, sh[i].mb, sh[i].S,
                             sh[i].lb, b0, x.best, x.nodes - n0);
                 shape_leave(&x);
+                if (pass == 1 && x.timed_out && sh[i].lb < res->lower_bound)
+                    res->lower_bound = sh[i].lb;
             }
         x.stop_at = 0;
     }
+    res->proven = !x.timed_out;
+    if (res->proven || x.best < res->lower_bound)
+        res->lower_bound = x.best;
     free(sh);
 
     for (int i = 0; i < n; i++)

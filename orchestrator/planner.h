@@ -43,6 +43,8 @@ typedef struct planner_opts {
     int exhaustive;            /* brute force (small clusters only) */
     int max_exhaustive;        /* refuse exhaustive above this many servers (0: 8) */
     int no_baselines;          /* skip the baselines (tests, benchmarks) */
+    double max_seconds;        /* search budget (0: 30 s); past it the best plan so far is
+                                  returned with proven = 0 and a lower bound */
 } planner_opts;
 
 enum { PLANNER_EVEN = 0, PLANNER_MEGATRON = 1, PLANNER_DATA = 2, PLANNER_N_BASELINES = 3 };
@@ -56,6 +58,8 @@ typedef struct planner_baseline {
 typedef struct planner_result {
     et_plan *best;             /* NULL when no plan fits */
     planner_baseline base[PLANNER_N_BASELINES];
+    int proven;                /* 1: the search finished, best is optimal */
+    double lower_bound;        /* no plan is faster (= best's step when proven) */
     long nodes;                /* search nodes visited */
     long leaves;               /* complete plans evaluated */
     double seconds;            /* planning time */

@@ -179,11 +179,12 @@ if [ "$PREDICT" != none ]; then
     for n in $COUNTS; do
       cfg_p=$OUT/configs/$PREDICT-n$n.yaml
       gen_config "$n" "$cfg_p" "$PREDICT"
-      plan_p=$OUT/predicted/$PREDICT-n$n.plan.yaml
-      if "$ET" plan "$cfg_p" -o "$plan_p" >"$OUT/predicted/$PREDICT-n$n.log" 2>&1; then
+      mkdir -p "$OUT/predicted/n$n"
+      plan_p=$OUT/predicted/n$n/plan.yaml
+      if "$ET" plan "$cfg_p" -o "$plan_p" >"$OUT/predicted/n$n/plan.log" 2>&1; then
         printf '%s\t%s\n' "$n" "$plan_p" >>"$OUT/predicted/plans.tsv"
       else
-        echo "== $PREDICT on $n server(s): no plan ($(tail -n 1 "$OUT/predicted/$PREDICT-n$n.log"))"
+        echo "== $PREDICT on $n server(s): no plan ($(tail -n 1 "$OUT/predicted/n$n/plan.log"))"
         printf '%s\t\n' "$n" >>"$OUT/predicted/plans.tsv"
       fi
     done

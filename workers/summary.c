@@ -73,7 +73,14 @@ int summary_read(const char *dir, run_summary *s, et_err *e)
         }
         if (sscanf(line, "%63s %255s", key, val) != 2)
             continue;
-        double d = strtod(val, NULL);
+        char *end;
+        double d = strtod(val, &end);
+        int textual = !strcmp(key, "status") || !strcmp(key, "clock");
+        if (!textual && *end != '\0') {
+            fclose(f);
+            return et_errf(e, ET_EINPUT, "%s:%d:%d: '%s' is not a number (a damaged summary; re-run the job)",
+                           path, lineno, (int)(strstr(line, val) - line) + 1, val);
+        }
         if (!strcmp(key, "status")) snprintf(s->status, sizeof s->status, "%.31s", val);
         else if (!strcmp(key, "clock")) snprintf(s->clock, sizeof s->clock, "%.15s", val);
         else if (!strcmp(key, "steps")) s->steps = (long)d;
