@@ -44,8 +44,8 @@ deps:
 	@bash scripts/fetch-gpt2-encoder.sh >/dev/null || echo "warning: GPT-2 encoder files not fetched; the gpt2 tokenizer tests will skip" >&2
 
 # Hot numeric kernels: let the compiler vectorise reductions, keep NaN/Inf checks working.
-$(BUILD)/model/kernels.o: OPT += -O3 -ffast-math -fno-finite-math-only
-$(BUILD)/model/optim.o: OPT += -O3 -ffast-math -fno-finite-math-only
+$(BUILD)/model/kernels.o: CFLAGS += -O3 -ffast-math -fno-finite-math-only
+$(BUILD)/model/optim.o: CFLAGS += -O3 -ffast-math -fno-finite-math-only
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

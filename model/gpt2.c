@@ -312,6 +312,7 @@ size_t gpt2_tensor_full_index(const gpt2_tensor *t, size_t local_i)
  */
 #define SM_GAMMA 0x9E3779B97F4A7C15ULL
 
+/* SplitMix64's output function (see above). */
 static uint64_t sm_mix(uint64_t z)
 {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -575,6 +576,7 @@ size_t gpt2_acts_bytes(const gpt2_shard *sh, int B, int T)
     return acts_layout(&shape, NULL) * sizeof(float) + sizeof shape;
 }
 
+/* Frees the activations; NULL is fine. */
 void gpt2_acts_free(gpt2_acts *a)
 {
     if (!a)
@@ -583,26 +585,31 @@ void gpt2_acts_free(gpt2_acts *a)
     free(a);
 }
 
+/* The last residual stream: the stage's output (views into a). */
 float *gpt2_acts_out(gpt2_acts *a)
 {
     return a->res + (size_t)a->nb * a->N * a->C;
 }
 
+/* The input gradient left by backward (NULL for an embedding stage). */
 float *gpt2_acts_dinp(gpt2_acts *a)
 {
     return a->has_embed ? NULL : a->dres;
 }
 
+/* Mean loss of the last forward (NAN after a failed one). */
 float gpt2_acts_loss(const gpt2_acts *a)
 {
     return a->loss;
 }
 
+/* Argmax hits of the last forward. */
 long gpt2_acts_correct(const gpt2_acts *a)
 {
     return a->correct;
 }
 
+/* The logits buffer (gradient after backward); NULL without a head. */
 float *gpt2_acts_logits(gpt2_acts *a)
 {
     return a->logits;

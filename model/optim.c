@@ -4,12 +4,8 @@
  * with -O3 -ffast-math -fno-finite-math-only: the per-element loops are
  * single passes the compiler vectorises.
  */
-/*
- * The Makefile asks for -O3 -ffast-math -fno-finite-math-only on this file
- * (vectorised reductions and vector exp/tanh). Should a build not pass those
- * flags (GCC defines __NO_MATH_ERRNO__ under -ffast-math), ask for them here
- * so that the hot loops do not silently fall back to scalar code.
- */
+/* The Makefile's flags, asked for here too should a build not pass them
+ * (GCC defines __NO_MATH_ERRNO__ under -ffast-math). */
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__NO_MATH_ERRNO__)
 #pragma GCC optimize("O3", "fast-math", "no-finite-math-only", "no-math-errno")
 #endif
@@ -75,6 +71,7 @@ optim_state *optim_state_new(const gpt2_shard *sh)
     return st;
 }
 
+/* Frees the moments and the state; NULL is fine. */
 void optim_state_free(optim_state *st)
 {
     if (!st)

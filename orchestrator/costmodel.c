@@ -295,11 +295,23 @@ static void all_costs(const cm_model *m, const et_cluster *c, const et_plan *p, 
         }
 }
 
+/* Small plans (the exhaustive search's) use stack scratch: no allocation in
+ * its inner loop. */
+#define CM_STACK_STAGES 64
+
 double cm_step_time(const cm_model *m, const et_cluster *c, const et_plan *p, sched_program *prog)
 {
     int R = p->n_replicas, S = p->n_stages;
     eval_ws w;
-    ws_init(&w, R, S);
+    cm_stage_cost cost[CM_STACK_STAGES];
+    double pipe_r[CM_STACK_STAGES], f[CM_STACK_STAGES], b[CM_STACK_STAGES], bytes[CM_STACK_STAGES];
+    lm_link bl[CM_STACK_STAGES];
+    int heap = R * S > CM_STACK_STAGES;
+    if (heap) {
+        ws_init(&w, R, S);
+    } else {
+        w = (eval_ws){cost, NULL, pipe_r, f, b, bytes, bl};
+    }
     all_costs(m, c, p, w.cost);
     double pipe = 0.0;
     for (int r = 0; r < R; r++) {
@@ -308,7 +320,8 @@ double cm_step_time(const cm_model *m, const et_cluster *c, const et_plan *p, sc
             pipe = t;
     }
     double step = pipe + sync_phase(m, c, p, w.cost, NULL);
-    ws_free(&w);
+    if (heap)
+        ws_free(&w);
     return step;
 }
 

@@ -70,8 +70,13 @@ static int write_host_files(const et_plan *p, const et_config *cfg, int by_name,
     const char **hosts = et_xcalloc((size_t)n, sizeof *hosts);
     int *count = et_xcalloc((size_t)n, sizeof *count);
     int nh = 0;
-    FILE *rf = fopen(lm->rankfile, "w");
-    FILE *hf = fopen(lm->hostfile, "w");
+    /* written under temporary names and renamed: an old pair stays whole
+     * until the new one is complete */
+    char rtmp[1200], htmp[1200];
+    snprintf(rtmp, sizeof rtmp, "%s.tmp.%ld", lm->rankfile, (long)getpid());
+    snprintf(htmp, sizeof htmp, "%s.tmp.%ld", lm->hostfile, (long)getpid());
+    FILE *rf = fopen(rtmp, "w");
+    FILE *hf = fopen(htmp, "w");
     int rc = 0;
     if (!rf || !hf) {
         rc = et_errf(e, ET_ERUNTIME, "%s: cannot write (%s)", !rf ? lm->rankfile : lm->hostfile,
@@ -97,6 +102,12 @@ out:
         rc = et_errf(e, ET_ERUNTIME, "%s: cannot write", lm->rankfile);
     if (hf && fclose(hf) != 0 && !rc)
         rc = et_errf(e, ET_ERUNTIME, "%s: cannot write", lm->hostfile);
+    if (!rc && (rename(rtmp, lm->rankfile) != 0 || rename(htmp, lm->hostfile) != 0))
+        rc = et_errf(e, ET_ERUNTIME, "%s: cannot rename into place (%s)", lm->hostfile, strerror(errno));
+    if (rc) {
+        unlink(rtmp);
+        unlink(htmp);
+    }
     free(hosts);
     free(count);
     return rc;

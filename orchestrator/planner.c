@@ -37,21 +37,36 @@
  *        along all of stage k's ops after it, down the backwards gives
  *        sum(F+B) + links + (M-1)B_k + max(0, M-1-w_k)F_k, w_k = min(S-1-k, M);
  *      - undecided stages: their FWD+BWD together take at least W_rem / V
- *        (W_rem their FLOPs, V the fastest t x gflops any remaining group
- *        can have; TP all-reduces only add), and the slowest of the q left
- *        at least W_rem/(V q);
- *      - the sync phase: decided groups' optimizer times, the DP all-reduce
- *        and the embedding exchange at the fastest link of the cluster, the
- *        norm over at least R*S workers.
+ *        (W_rem their FLOPs, V the fastest effective speed any remaining group
+ *        can have); the slowest of the q left at least W_rem over the summed
+ *        speed of q disjoint groups; some stage holds ceil(left/q) blocks;
+ *        every later boundary costs two transfers over the best link left;
+ *      - a relaxation (lb_relax): the q stages share the work continuously at
+ *        speeds bounded by V[k], the most summed speed of k disjoint groups
+ *        (a DP over the speed-sorted servers), minimising sum + tail exactly;
+ *      - forced groups: the R*S groups need that many servers, so the slowest
+ *        is at most G[R*S] fast and holds a block; and for R >= 2, the server
+ *        ranked R*S by best link is used, so its stage's DP ring is slow;
+ *      - the sync phase: decided groups' optimizer times, each decided
+ *        stage's DP ring over the best links the other replicas can still
+ *        get, the embedding exchange and the norm at the cluster's best link.
+ *    Ties: replicas with equal makespans are compared with a 1e-12 relative
+ *    slack (bounds computed in another order may exceed by an ulp).
  *    A branch is cut when its bound is not below the best plan found.
  *
  * The exhaustive search shares none of this: it enumerates servers, cuts and
  * TP degrees literally and calls cm_step_time on each plan.
+ *
+ * Speed: shapes (schedule, R, micro_batch, S) are searched in the order of
+ * their root bounds, first with a few hundred nodes each (a good incumbent),
+ * then exactly. The worst case is exponential; clusters of a few classes
+ * plan in milliseconds, very heterogeneous ones of 32+ servers may hit the
+ * time budget (planner_opts.max_seconds), in which case the best plan found
+ * is returned with proven = 0 and a lower bound no plan can beat.
  */
 #include "planner.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -169,9 +184,11 @@ typedef struct ctx {
     int *pick;           /* [R] */
     int *ucnt;           /* [S*K] servers per class at each stage over the chosen replicas */
     lm_link *dp_link;    /* [S] */
+    lm_link *dp_saved;   /* [R*S] dp_link before each replica was added */
     double P0;
     /* U_k cache (speed_prefix) */
-    int ucache_n, ucache_len;
+    int ucache_n, ucache_len;   /* entry: V[0..n], G[0..n], ef, eb, shape gen, cap[K] */
+    long shape_gen;             /* bumps when the micro-batch (hence ef/eb) changes */
     uint64_t *ucache_key;
     double *ucache_val;
     /* scratch */
@@ -184,6 +201,7 @@ typedef struct ctx {
     /* stats, the first pass's node budget, the time budget */
     long nodes, leaves, stop_at;
     double deadline;     /* monotonic seconds; 0: none */
+    double t0, found_at; /* start, and when best last improved */
     int timed_out;
     int exhaustive;
 } ctx;
@@ -387,6 +405,7 @@ static int by_eb_desc(const void *a, const void *b)
  * block's FLOPs over its time on the group, TP all-reduces included. */
 static void shape_speeds(ctx *x)
 {
+    x->shape_gen++;   /* cached ef/eb are stale now */
     for (int i = 0; i < x->n_comps; i++) {
         comp *q = &x->comps[i];
         double rate = q->gflops * 1e9;
@@ -412,6 +431,8 @@ typedef struct pool {
     const double *V;     /* V[k]: most summed raw speed of k disjoint groups left;
                             V[n+1+k] = G[k]: the best possible slowest of k disjoint groups */
     double next_link;    /* least 2 x transfer from the last decided group to a server left */
+    double pair_xfer;    /* least 2 x transfer between two servers left (a later boundary) */
+    double pair_ser;     /* least serialisation of a boundary tensor between two servers left */
 } pool;
 
 static uint64_t cap_hash(const ctx *x)
@@ -422,6 +443,24 @@ static uint64_t cap_hash(const ctx *x)
         h *= 1099511628211ULL;
     }
     return h ? h : 1;
+}
+
+/* The best effective block speeds (forward, backward) of any group that
+ * still fits, stored after V and G in a cache entry with the shape
+ * generation they were computed for. */
+static void fastest_fitting(ctx *x, double *val)
+{
+    int n = x->n;
+    double ef = 0.0, eb = 0.0;
+    for (int i = 0; i < x->n_comps && ef == 0.0; i++)
+        if (comp_fits(x, &x->comps[x->by_ef[i]]))
+            ef = x->comps[x->by_ef[i]].ef;
+    for (int i = 0; i < x->n_comps && eb == 0.0; i++)
+        if (comp_fits(x, &x->comps[x->by_eb[i]]))
+            eb = x->comps[x->by_eb[i]].eb;
+    val[2 * (n + 1)] = ef;
+    val[2 * (n + 1) + 1] = eb;
+    val[2 * (n + 1) + 2] = (double)x->shape_gen;
 }
 
 /*
@@ -442,8 +481,11 @@ static const double *speed_prefix(ctx *x)
     int hit = x->ucache_key[slot] == h;
     for (int k = 0; k < K && hit; k++)
         hit = val[x->ucache_len + k] == x->cap[k];
-    if (hit)
+    if (hit) {
+        if (val[2 * (n + 1) + 2] != (double)x->shape_gen)
+            fastest_fitting(x, val);
         return val;
+    }
     double *g = x->scr_g, *prev = x->scr_p, *cur = x->scr_c;
     int m = 0;
     for (int i = 0; i < K; i++) {
@@ -500,6 +542,7 @@ static const double *speed_prefix(ctx *x)
     x->ucache_key[slot] = h;
     for (int k = 0; k < K; k++)
         val[x->ucache_len + k] = x->cap[k];
+    fastest_fitting(x, val);
     return val;
 }
 
@@ -512,24 +555,37 @@ static const double *speed_prefix(ctx *x)
 static void pool_eval(ctx *x, int q, int share, int last, pool *pl)
 {
     memset(pl, 0, sizeof *pl);
-    for (int i = 0; i < x->n_comps && pl->ef == 0.0; i++)
-        if (comp_fits(x, &x->comps[x->by_ef[i]]))
-            pl->ef = x->comps[x->by_ef[i]].ef;
-    for (int i = 0; i < x->n_comps && pl->eb == 0.0; i++)
-        if (comp_fits(x, &x->comps[x->by_eb[i]]))
-            pl->eb = x->comps[x->by_eb[i]].eb;
+    int n = x->n;
+    pl->V = speed_prefix(x);
+    pl->ef = pl->V[2 * (n + 1)];
+    pl->eb = pl->V[2 * (n + 1) + 1];
     pl->ok = pl->ef > 0.0;
     if (!pl->ok)
         return;
     for (int i = 0; i < x->K && pl->gmax == 0.0; i++)
         if (x->cap[x->cls_order[i]] > 0)
             pl->gmax = x->cls_gflops[x->cls_order[i]] * 1e9;
-    pl->V = speed_prefix(x);
-    int n = x->n, qs = share * q < n ? share * q : n;
+    int qs = share * q < n ? share * q : n;
     double vq = pl->V[q < n ? q : n], vs = pl->V[qs] / share;
     double raw = vq < vs ? vq : vs;
     pl->capf = q * pl->ef < raw ? q * pl->ef : raw;
     pl->capb = q * pl->eb < raw ? q * pl->eb : raw;
+    /* the best link between two servers left bounds every boundary after
+     * the next one */
+    pl->pair_xfer = pl->pair_ser = INFINITY;
+    for (int a = 0; a < x->K; a++)
+        for (int b = a; b < x->K; b++) {
+            if (x->cap[a] == 0 || x->cap[b] == 0 || (a == b && x->cap[a] < 2))
+                continue;
+            lm_link l = x->cl_link[a * x->K + b];
+            double xf = 2.0 * lm_transfer_s(l, x->m.boundary_bytes), sr = lm_serial_s(l, x->m.boundary_bytes);
+            if (xf < pl->pair_xfer)
+                pl->pair_xfer = xf;
+            if (sr < pl->pair_ser)
+                pl->pair_ser = sr;
+        }
+    if (!isfinite(pl->pair_xfer))
+        pl->pair_xfer = pl->pair_ser = 0.0;
     pl->next_link = 0.0;
     if (last >= 0) {
         const comp *cq = &x->comps[last];
@@ -569,9 +625,10 @@ static psum psum_add(const ctx *x, psum p, const rstate *st, int j)
  * piecewise-linear V. The makespan is at least dec + 3 f(tau) + tail(tau)
  * (tail: the schedule's M-1 rounds); this is convex and piecewise linear in
  * tau, so its least value is at a breakpoint: W/U_k, or a kink of tail.
+ * tau_floor: a known floor of tau (integral layers, one block per stage).
  */
 static double lb_relax(const ctx *x, const double *V, double W, int q, int share, double dec, double mf,
-                       double mb, double one)
+                       double mb, double one, double tau_floor)
 {
     int M = x->M, S = x->S, n = x->n;
     double *U = x->scr_u;
@@ -601,7 +658,7 @@ static double lb_relax(const ctx *x, const double *V, double W, int q, int share
     double c1 = 2.0 * (M - 1) + (M > S ? M - S : 0);   /* 1F1B: (M-1) B + (M-S) F */
     /* every stage holds a block, and the slowest of q groups is at most G[q] */
     double gq = V[n + 1 + (q < n ? q : n)];
-    double tau_min = dmax(W / U[q], gq > 0 ? x->m.block_fwd_flops / gq : INFINITY);
+    double tau_min = dmax(dmax(W / U[q], gq > 0 ? x->m.block_fwd_flops / gq : INFINITY), tau_floor);
     double best = INFINITY;
     for (int i = 1; i <= q + 3; i++) {
         double tau, phi = -1.0;
@@ -656,15 +713,24 @@ static double lb_pipe(const ctx *x, const psum *p, int q, int left, const pool *
         return INFINITY;
     double lf = left * x->m.block_fwd_flops, lbw = left * x->m.block_bwd_flops;
     double hf = x->m.head_fwd_flops / pl->gmax, hb = x->m.head_bwd_flops / pl->gmax;
-    double sum = p->prefix + pl->next_link + lf / pl->ef + lbw / pl->eb + hf + hb;
-    double remf = dmax(lf / pl->capf, hf), remb = dmax(lbw / pl->capb, hb);
+    /* the q-1 boundaries among the remaining stages (the next one is next_link) */
+    double links = pl->next_link + (q - 1) * pl->pair_xfer;
+    double sum = p->prefix + links + lf / pl->ef + lbw / pl->eb + hf + hb;
+    /* some remaining stage holds at least ceil(left/q) blocks, at most as fast
+     * as the fastest group */
+    int most = (left + q - 1) / q;
+    double v1 = pl->V[1] > 0 ? pl->V[1] : INFINITY;
+    double remf = dmax(dmax(lf / pl->capf, hf), most * x->m.block_fwd_flops / v1);
+    double remb = dmax(dmax(lbw / pl->capb, hb), most * x->m.block_bwd_flops / v1);
     double one = dmax(p->one, (M - 1) * (hf + hb));
+    /* GPipe's slowest machine may be a link: each remaining boundary serialises */
+    double ser = q >= 2 ? pl->pair_ser : 0.0;
     if (x->sched == ET_SCHED_GPIPE)
-        lb = sum + (M - 1) * (dmax(p->mf, remf) + dmax(p->mb, remb));
+        lb = sum + (M - 1) * (dmax(dmax(p->mf, remf), ser) + dmax(dmax(p->mb, remb), ser));
     else   /* (the (M-S) forwards of that stage are in lb_relax, where F and B are tied) */
         lb = sum + dmax(one, (M - 1) * remb);
-    double r = lb_relax(x, pl->V, lf + x->m.head_fwd_flops, q, share, p->prefix + pl->next_link, p->mf, p->mb,
-                        one);
+    double r = lb_relax(x, pl->V, lf + x->m.head_fwd_flops, q, share, p->prefix + links, dmax(p->mf, ser),
+                        dmax(p->mb, ser), one, most * x->m.block_fwd_flops / v1);
     return dmax(dmax(lb, r), p->path_k);
 }
 
@@ -914,6 +980,7 @@ static double sync_full(const ctx *x, const lm_link *dp, double embed, lm_link a
 static void record(ctx *x, double total)
 {
     x->best = total;
+    x->found_at = now_s();
     x->best_R = x->R;
     x->best_S = x->S;
     x->best_mb = x->mb;
@@ -1014,7 +1081,7 @@ static void multi_dfs(ctx *x, int k, int from, double pmax, double embed, double
         record(x, total);
         return;
     }
-    lm_link *saved = et_xmalloc((size_t)S * sizeof(lm_link));
+    lm_link *saved = x->dp_saved + (size_t)k * (size_t)S;
     for (int i = from; i < x->n_cands; i++) {
         cand *cd = &x->cands[i];
         int ok = 1;
@@ -1057,7 +1124,6 @@ static void multi_dfs(ctx *x, int k, int from, double pmax, double embed, double
         }
         memcpy(x->dp_link, saved, (size_t)S * sizeof(lm_link));
     }
-    free(saved);
 }
 
 static void free_cands(ctx *x)
@@ -1145,17 +1211,32 @@ static void dfs0(ctx *x, int s, int servers_dec)
                     if (x->used[b] - (b == q->cls[j] ? q->cnt[b] : 0) > 0)
                         nall = lm_link_slower(nall, x->cl_link[q->cls[j] * x->K + b]);
             x->all_dec[s + 1] = nall;
-            pool pl;
             int qn = S - 1 - s;
+            sync_pre sp;
+            sync_pre_eval(x, s, servers_dec, &sp);
+            if (s == 0)
+                x->r0.comp[0] = ci;   /* for the embedding floor */
+            /* the decided stages alone bound every completion, and grow with
+             * this stage's layers: find the most layers that can still pay
+             * off before looking at the servers left */
+            while (top >= lo) {
+                x->first[s + 1] = x->first[s] + top;
+                stage_on(x, &x->r0, s, ci);
+                psum pt = psum_add(x, x->ps0[s], &x->r0, s);
+                if (lb_pipe(x, &pt, 0, 0, NULL, 1) + lb_sync(x, &sp, s, 0.0) < x->best)
+                    break;
+                top--;
+            }
+            if (top < lo) {
+                comp_take(x, q, -1);
+                continue;
+            }
+            pool pl;
             pool_eval(x, qn, 1, ci, &pl);
             double others = R > 1 ? lb_others(x, R - 1) : 0.0;
             double fpipe, fdp;
             forced_bounds(x, &pl, qn + (R - 1) * S, &fpipe, &fdp);
             others = dmax(others, fpipe);
-            sync_pre sp;
-            sync_pre_eval(x, s, servers_dec, &sp);
-            if (s == 0)
-                x->r0.comp[0] = ci;   /* for the embedding floor */
             /* layer counts from a balanced guess outwards: this group's share
              * of the work against the groups left */
             int target = lo;
@@ -1275,6 +1356,7 @@ static void exh_cuts(exh *E, int s, int start)
         x->leaves++;
         if (t < x->best) {
             x->best = t;
+            x->found_at = now_s();
             x->best_R = p->n_replicas;
             x->best_S = S;
             x->best_mb = p->micro_batch;
@@ -1467,10 +1549,11 @@ static void ctx_init(ctx *x, const et_config *cfg, int exhaustive)
     x->pick = et_xcalloc((size_t)n + 1, sizeof(int));
     x->ucnt = et_xcalloc(l1 * (size_t)K, sizeof(int));
     x->dp_link = et_xcalloc(l1, sizeof(lm_link));
+    x->dp_saved = et_xcalloc((size_t)(n + 1) * l1, sizeof(lm_link));
     x->ucache_n = 1 << 12;
-    x->ucache_len = 2 * (n + 1);
+    x->ucache_len = 2 * (n + 1) + 3;
     x->ucache_key = et_xcalloc((size_t)x->ucache_n, sizeof(uint64_t));
-    x->ucache_val = et_xcalloc((size_t)x->ucache_n * (size_t)(2 * (n + 1) + K), sizeof(double));
+    x->ucache_val = et_xcalloc((size_t)x->ucache_n * (size_t)(2 * (n + 1) + 3 + K), sizeof(double));
     x->scr_u = et_xcalloc(l1, sizeof(double));
     x->scr_g = et_xcalloc((size_t)n + 2, sizeof(double));
     x->scr_p = et_xcalloc((size_t)n + 2, sizeof(double));
@@ -1520,6 +1603,7 @@ static void ctx_free(ctx *x)
     free(x->pick);
     free(x->ucnt);
     free(x->dp_link);
+    free(x->dp_saved);
     free(x->ucache_key);
     free(x->ucache_val);
     free(x->scr_u);
@@ -1784,14 +1868,8 @@ int planner_plan(const et_config *cfg, const planner_opts *o, planner_result *re
                     continue;
                 }
                 shape_enter(&x, &sh[i], 1);
-                long n0 = x.nodes;
-                double b0 = x.best;
                 x.stop_at = pass == 0 ? x.nodes + 300 : 0;
                 dfs0(&x, 0, 0);
-                if (getenv("EDGETRAIN_PLANNER_TRACE"))
-                    fprintf(stderr, "pass %d shape %s R %d mb %d S %d: bound %.4g, best %.4g -> %.4g, %ld nodes\n",
-                            pass, sh[i].sched == ET_SCHED_GPIPE ? "gpipe" : "1f1b", sh[i].R, sh[i].mb, sh[i].S,
-                            sh[i].lb, b0, x.best, x.nodes - n0);
                 shape_leave(&x);
                 if (pass == 1 && x.timed_out && sh[i].lb < res->lower_bound)
                     res->lower_bound = sh[i].lb;
@@ -1816,10 +1894,12 @@ int planner_plan(const et_config *cfg, const planner_opts *o, planner_result *re
     }
     res->nodes = x.nodes;
     res->leaves = x.leaves;
+    double found = isfinite(x.best) ? x.found_at - t0 : -1.0;
     ctx_free(&x);
     if (!o->no_baselines)
         baselines(cfg, res);
     res->seconds = now_s() - t0;
+    res->found_s = found >= 0.0 ? found : res->seconds;
     return 0;
 }
 

@@ -63,6 +63,7 @@ typedef struct planner_result {
     long nodes;                /* search nodes visited */
     long leaves;               /* complete plans evaluated */
     double seconds;            /* planning time */
+    double found_s;            /* when the returned plan was found (the rest proved it) */
     uint64_t min_need;         /* when nothing fits: bytes one server needs on the finest split */
     uint64_t max_memory;       /* largest server memory */
 } planner_result;

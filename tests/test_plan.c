@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../orchestrator/costmodel.h"
+#include "../orchestrator/launch.h"
 #include "../orchestrator/plan.h"
 
 static char dir[256];
@@ -333,6 +334,95 @@ START_TEST(test_a_minimal_hand_written_plan_loads)
 }
 END_TEST
 
+/* Index of s in argv after position from, or -1. */
+static int argv_find(const launch_material *lm, const char *s)
+{
+    for (int i = 0; i < lm->argc; i++)
+        if (strcmp(lm->argv[i], s) == 0)
+            return i;
+    return -1;
+}
+
+static void read_file(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t k = fread(buf, 1, n - 1, f);
+    buf[k] = '\0';
+    fclose(f);
+}
+
+START_TEST(test_launch_runs_a_cluster_plan_with_hostfile_and_rankfile)
+{
+    et_config *c = cfg_new();
+    et_plan *p = sample_plan(c);   /* servers d, e, f live on host edge-box */
+    char plan_path[300], buf[4096];
+    snprintf(plan_path, sizeof plan_path, "%s/plan.yaml", dir);
+    launch_opts lo = {0};
+    launch_material lm;
+    et_err e = {0};
+    ck_assert_int_eq(launch_prepare(p, c, "configs/test.yaml", plan_path, &lo, &lm, &e), 0);
+    ck_assert_str_eq(lm.argv[0], "mpirun");
+    ck_assert_ptr_null(lm.argv[lm.argc]);
+    ck_assert_int_eq(lm.local, 0);
+    int np = argv_find(&lm, "-np");
+    ck_assert_int_ge(np, 0);
+    ck_assert_str_eq(lm.argv[np + 1], "7");
+    ck_assert_int_eq(argv_find(&lm, "--allow-run-as-root") >= 0, geteuid() == 0);
+    int hf = argv_find(&lm, "--hostfile"), rf = argv_find(&lm, "--rankfile");
+    ck_assert(hf > 0 && rf > 0);
+    ck_assert_str_eq(lm.argv[hf + 1], lm.hostfile);
+    ck_assert_int_lt(argv_find(&lm, "--bind-to"), 0);
+    int x = argv_find(&lm, "OPENBLAS_NUM_THREADS=1");
+    ck_assert(x > 0 && strcmp(lm.argv[x - 1], "-x") == 0);
+    int w = argv_find(&lm, "worker");
+    ck_assert(w > 0 && lm.argv[w + 1][0] == '/' && strcmp(lm.argv[w + 2], "--plan") == 0);
+    ck_assert_ptr_nonnull(strstr(lm.argv[w + 1], "configs/test.yaml"));
+    read_file(lm.rankfile, buf, sizeof buf);
+    ck_assert_ptr_nonnull(strstr(buf, "rank 0=localhost slot=0\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "rank 4=edge-box slot=0\n"));   /* replica 1's first worker, on d */
+    ck_assert_ptr_nonnull(strstr(buf, "rank 6=edge-box slot=2\n"));
+    read_file(lm.hostfile, buf, sizeof buf);
+    ck_assert_ptr_nonnull(strstr(buf, "localhost slots=4\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "edge-box slots=3\n"));
+    char line[4096];
+    launch_format(&lm, line, sizeof line);
+    ck_assert(strncmp(line, "mpirun ", 7) == 0);
+    launch_material_free(&lm);
+    plan_free(p);
+    cfg_free(c);
+}
+END_TEST
+
+START_TEST(test_launch_runs_a_local_plan_unbound_without_hostfile)
+{
+    et_config *c = cfg_new();
+    for (int i = 0; i < 6; i++)
+        strcpy(c->cluster.servers[i].host, "localhost");
+    et_plan *p = sample_plan(c);
+    char plan_path[300];
+    snprintf(plan_path, sizeof plan_path, "%s/plan.yaml", dir);
+    launch_opts lo = {0};
+    launch_material lm;
+    et_err e = {0};
+    ck_assert_int_eq(launch_prepare(p, c, "configs/test.yaml", plan_path, &lo, &lm, &e), 0);
+    ck_assert_int_eq(lm.local, 1);
+    ck_assert_int_lt(argv_find(&lm, "--hostfile"), 0);
+    ck_assert_int_lt(argv_find(&lm, "--rankfile"), 0);
+    int b = argv_find(&lm, "--bind-to");
+    ck_assert(b > 0 && strcmp(lm.argv[b + 1], "none") == 0);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    ck_assert_int_eq(argv_find(&lm, "--oversubscribe") >= 0, cores < 7);
+    int y = argv_find(&lm, "mpi_yield_when_idle");
+    ck_assert(y > 0 && strcmp(lm.argv[y - 1], "--mca") == 0 && strcmp(lm.argv[y + 1], "1") == 0);
+    /* the host files are still written, for taking the plan to a cluster */
+    ck_assert_int_eq(access(lm.hostfile, R_OK), 0);
+    launch_material_free(&lm);
+    plan_free(p);
+    cfg_free(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plan");
@@ -345,6 +435,8 @@ int main(void)
     tcase_add_test(tc, test_every_invalid_plan_is_refused_with_its_position);
     tcase_add_test(tc, test_a_missing_plan_file_is_named);
     tcase_add_test(tc, test_a_minimal_hand_written_plan_loads);
+    tcase_add_test(tc, test_launch_runs_a_cluster_plan_with_hostfile_and_rankfile);
+    tcase_add_test(tc, test_launch_runs_a_local_plan_unbound_without_hostfile);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
