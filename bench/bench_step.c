@@ -13,6 +13,8 @@
  * The last line is machine-readable for bench_step.sh: "RESULT ms_per_step=...".
  */
 #include <cblas.h>
+
+#include "../common/et_blas.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -97,6 +99,7 @@ static double step_flops(const gpt2_config *c, int B, int T)
 
 int main(int argc, char **argv)
 {
+    et_blas_select_core(argv); /* the CPU's real OpenBLAS kernels (common/et_blas.h) */
     int steps = 5, threads = 2, B = 4, T = 64;
     const char *preset = "gpt2";
     for (int i = 1; i < argc; i++) {

@@ -23,7 +23,7 @@ if [ ! -x "$BIN" ]; then
   exit 1
 fi
 
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ "$("$BIN" --corename)" = Prescott ]; then
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ "$(EDGETRAIN_BLAS_REEXEC=1 "$BIN" --corename)" = Prescott ]; then
   flags=$(grep -m1 '^flags' /proc/cpuinfo)
   case "$flags" in
     *avx512_bf16*) OPENBLAS_CORETYPE=Cooperlake ;;

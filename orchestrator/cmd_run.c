@@ -340,6 +340,7 @@ int cmd_run(int argc, char **argv)
             rc = 2;
             goto out;
         }
+        cfg->training.micro_batch = plan->micro_batch; /* "auto" resolved by the plan */
         et_train_opts to = {dir, resume, !quiet, plan->pred.step_s,
                              cfg->cluster.servers[plan->server[0]].name};
         et_train_result tr;

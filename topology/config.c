@@ -17,7 +17,7 @@
  *          required; a preset plus any of the five numbers overrides the preset
  *   training:                    required
  *     dataset: PATH (required)   seq_len [min(128, block_size)], global_batch [32],
- *     micro_batch [global_batch], lr [6e-4], min_lr [0], warmup_steps [0],
+ *     micro_batch [global_batch; auto: the planner's choice], lr [6e-4], min_lr [0], warmup_steps [0],
  *     lr_decay: cosine|none [none], weight_decay [0], grad_clip [1.0; 0 = off],
  *     max_steps [2000], target: {val_loss: X, val_accuracy: Y} (one or both),
  *     eval_every [50; 0 = at the end only], eval_tokens [65536],
@@ -1055,7 +1055,11 @@ static int apply_training(loader *L, const yfile *f, const yaml_node_t *n)
         } else if (strcmp(k, "global_batch") == 0) {
             rc = get_int(L, f, v, k, 1, 1 << 24, &t->global_batch);
         } else if (strcmp(k, "micro_batch") == 0) {
-            rc = get_int(L, f, v, k, 1, 1 << 24, &t->micro_batch);
+            /* "auto" (0): the planner chooses it with the micro-batch count. */
+            if (v->type == YAML_SCALAR_NODE && strcmp(text(v), "auto") == 0)
+                t->micro_batch = 0;
+            else
+                rc = get_int(L, f, v, k, 1, 1 << 24, &t->micro_batch);
             L->has_micro = 1;
             L->mb_at = at;
         } else if (strcmp(k, "lr") == 0) {
@@ -1544,7 +1548,7 @@ static int finish(loader *L, const char *path)
                     block, block);
     if (!L->has_micro) {
         t->micro_batch = t->global_batch;
-    } else if (t->global_batch % t->micro_batch != 0) {
+    } else if (t->micro_batch > 0 && t->global_batch % t->micro_batch != 0) {
         int d = t->micro_batch < t->global_batch ? t->micro_batch : t->global_batch;
         while (t->global_batch % d != 0)
             d--;

@@ -60,7 +60,8 @@ typedef struct et_training {
     char dataset[ET_PATH_MAX];   /* resolved relative to the config file's directory */
     int seq_len;                 /* default 128; <= block_size */
     int global_batch;            /* default 32 */
-    int micro_batch;             /* default = global_batch; must divide global_batch */
+    int micro_batch;             /* default = global_batch; must divide global_batch;
+                                    0 = auto (the plan's micro_batch is the one used) */
     double lr, min_lr;           /* 6e-4, 0 */
     int warmup_steps;            /* 0 */
     int lr_decay_cosine;         /* lr_decay: cosine|none (default none) */
