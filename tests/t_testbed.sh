@@ -214,13 +214,33 @@ got=$(sort "$WORK/hosts.out" | uniq -c | awk '{print $2 ":" $1}' | tr '\n' ' ')
 # model and at most 1.6x (large) or 2x (round trip). (Under the sanitizer
 # build, Open MPI's own unloaded plugins show as leaks that no suppression
 # can name: leak checking is off for this program.)
-ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 "$EDGETRAIN" testbed mpirun "$WORK/tb.yaml" \
-  --timeout 120 -- mpirun -np 4 "$ROOT/$BUILD/tools/mpiprobe" "$WORK/tb.yaml" --bytes 1000000 --reps 3 \
-  >"$WORK/probe.out" 2>&1 || fail "mpiprobe across the containers: $(tail -5 "$WORK/probe.out")"
-cat "$WORK/probe.out"
-[ "$(grep -c '^edge-' "$WORK/probe.out")" = 3 ] || fail "mpiprobe measured $(grep -c '^edge-' "$WORK/probe.out") pairs, want 3"
-awk '/^edge-/ { if ($3 < 0.95*$4 || $3 > 2*$4 || $6 < 0.95*$7 || $6 > 1.6*$7) { print "off: " $0; bad=1 } }
-     END { exit bad }' "$WORK/probe.out" || fail "MPI message times off the link model"
+# The lower bound proves the shaping and must hold every time; the upper
+# bound depends on how the host schedules capped ranks, so it gets three
+# tries, and on a busy host (load average above half a core per core) a miss is
+# reported as a warning rather than a failure.
+probe_ok=0
+for try in 1 2 3; do
+  ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 "$EDGETRAIN" testbed mpirun "$WORK/tb.yaml" \
+    --timeout 120 -- mpirun -np 4 "$ROOT/$BUILD/tools/mpiprobe" "$WORK/tb.yaml" --bytes 1000000 --reps 3 \
+    >"$WORK/probe.out" 2>&1 || fail "mpiprobe across the containers: $(tail -5 "$WORK/probe.out")"
+  cat "$WORK/probe.out"
+  [ "$(grep -c '^edge-' "$WORK/probe.out")" = 3 ] || fail "mpiprobe measured $(grep -c '^edge-' "$WORK/probe.out") pairs, want 3"
+  awk '/^edge-/ { if ($3 < 0.95*$4 || $6 < 0.95*$7) { print "faster than the shaped link: " $0; bad=1 } }
+       END { exit bad }' "$WORK/probe.out" || fail "MPI messages beat the link model: the links are not shaped"
+  if awk '/^edge-/ { if ($3 > 2*$4 || $6 > 1.6*$7) { print "slow: " $0; bad=1 } } END { exit bad }' "$WORK/probe.out"; then
+    probe_ok=1
+    break
+  fi
+  echo "t_testbed: MPI times above the bound on try $try"
+done
+if [ $probe_ok = 0 ]; then
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > 0.5 * n) }'; then
+    echo "t_testbed: WARN: MPI message times above 2x the link model in 3 tries on a busy host (load $load): capped ranks waited for CPU"
+  else
+    fail "MPI message times above 2x the link model in 3 tries on an idle host (load $load)"
+  fi
+fi
 
 ids=$("${PODMAN[@]}" ps -a -q --no-trunc --filter "label=edgetrain.testbed=$NAME")
 [ "$(echo "$ids" | wc -w)" = 3 ] || fail "want 3 containers labelled for $NAME, have: $ids"
