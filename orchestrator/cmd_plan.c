@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "../topology/config.h"
+#include "../common/et_fs.h"
 #include "cli.h"
 #include "costmodel.h"
 #include "launch.h"
@@ -40,28 +41,6 @@ static void plan_help(void)
            "                  is used and the optimality gap is printed\n");
 }
 
-/* mkdir -p of the directory part of path. */
-static int make_parent(const char *path)
-{
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", path);
-    char *slash = strrchr(buf, '/');
-    if (slash == NULL)
-        return 0;
-    *slash = '\0';
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (buf[0] && mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 /* "gpt2-medium" or "L24 C1024 H16 V50257". */
 static void model_name(const et_config *cfg, char *buf, size_t n)
 {
@@ -82,27 +61,6 @@ static void fmt_time(char *buf, size_t n, double s)
         snprintf(buf, n, "%.2f ms", s * 1e3);
     else
         snprintf(buf, n, "%.3f s", s);
-}
-
-static void fmt_rate(char *buf, size_t n, double bytes_per_s)
-{
-    double bits = bytes_per_s * 8;
-    if (isinf(bits))
-        snprintf(buf, n, "in-server");
-    else if (bits >= 1e9)
-        snprintf(buf, n, "%.3g Gbps", bits / 1e9);
-    else
-        snprintf(buf, n, "%.3g Mbps", bits / 1e6);
-}
-
-/* "a+b" names of a group. */
-static void group_names(const et_plan *p, const et_config *cfg, int r, int s, char *buf, size_t n)
-{
-    buf[0] = '\0';
-    for (int i = 0; i < p->tp[s]; i++) {
-        size_t len = strlen(buf);
-        snprintf(buf + len, n - len, "%s%s", i ? "+" : "", cfg->cluster.servers[plan_server(p, r, s, i)].name);
-    }
 }
 
 /* One baseline line: name, how, predicted step or why it does not fit. */
@@ -187,7 +145,7 @@ static void print_table(const et_config *cfg, const planner_result *res, const c
             char layers[32], fb[80], mem[512] = "";
             snprintf(layers, sizeof layers, "%d-%d%s", p->first[s], p->last[s],
                      s == 0 && s == S - 1 ? "+E+H" : s == 0 ? "+E" : s == S - 1 ? "+H" : "");
-            group_names(p, cfg, r, s, names, sizeof names);
+            cm_group_names(p, &cfg->cluster, r, s, names, sizeof names);
             fmt_time(t2, sizeof t2, sp->fwd_s);
             fmt_time(t3, sizeof t3, sp->bwd_s);
             snprintf(fb, sizeof fb, "%s / %s", t2, t3);
@@ -207,7 +165,7 @@ static void print_table(const et_config *cfg, const planner_result *res, const c
                m.boundary_bytes / 1e6);
         for (int s = 0; s + 1 < S; s++) {
             lm_link l = cm_boundary_link(p, c, 0, s);
-            fmt_rate(rate, sizeof rate, l.bandwidth);
+            cm_fmt_rate(rate, sizeof rate, l.bandwidth);
             fmt_time(t, sizeof t, lm_transfer_s(l, m.boundary_bytes));
             printf("  stage %d -> %d: %s, %.3g ms latency: %s per transfer\n", s, s + 1, rate, l.latency * 1e3, t);
         }
@@ -392,7 +350,7 @@ int cmd_plan(int argc, char **argv)
         snprintf(path, sizeof path, "%s", out);
     else
         snprintf(path, sizeof path, "plans/%s/plan.yaml", cfg->name);
-    if (make_parent(path) != 0) {
+    if (et_mkdirs_parent(path) != 0) {
         fprintf(stderr, "edgetrain: %s: cannot create its directory (%s)\n", path, strerror(errno));
         rc = 1;
         goto done;

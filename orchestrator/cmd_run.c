@@ -30,6 +30,7 @@
 #include "../workers/checkpoint.h"
 #include "../workers/dataset.h"
 #include "../workers/trainer.h"
+#include "../common/et_fs.h"
 #include "cli.h"
 #include "launch.h"
 #include "plan.h"
@@ -58,24 +59,6 @@ static void run_help(void)
            "\n"
            "The run directory holds config.yaml (a copy), plan.yaml, hostfile, rankfile,\n"
            "metrics.csv, trace.json (Perfetto), summary.txt, report.md and PNG plots.\n");
-}
-
-/* mkdir -p */
-static int make_dirs(const char *path)
-{
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
 }
 
 /* Copy a file byte for byte (the config, for the record). */
@@ -314,7 +297,7 @@ int cmd_run(int argc, char **argv)
     }
     int rc = 0;
     char path[2048], plan_file[2048];
-    if (make_dirs(dir) != 0) {
+    if (et_mkdirs(dir) != 0) {
         fprintf(stderr, "edgetrain: %s: cannot create the run directory (%s)\n", dir, strerror(errno));
         rc = 1;
         goto out;

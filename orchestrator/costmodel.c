@@ -325,8 +325,7 @@ double cm_step_time(const cm_model *m, const et_cluster *c, const et_plan *p, sc
     return step;
 }
 
-/* Human units for the bottleneck sentence. */
-static void fmt_rate(char *buf, size_t n, double bytes_per_s)
+void cm_fmt_rate(char *buf, size_t n, double bytes_per_s)
 {
     double bits = bytes_per_s * 8;
     if (isinf(bits))
@@ -337,8 +336,7 @@ static void fmt_rate(char *buf, size_t n, double bytes_per_s)
         snprintf(buf, n, "%.3g Mbps", bits / 1e6);
 }
 
-/* Name list "a+b+c" of a group, truncated to fit. */
-static void group_names(const et_plan *p, const et_cluster *c, int r, int s, char *buf, size_t n)
+void cm_group_names(const et_plan *p, const et_cluster *c, int r, int s, char *buf, size_t n)
 {
     const int *g = plan_group_c(p, r, s);
     buf[0] = '\0';
@@ -391,16 +389,16 @@ static void explain(const cm_model *m, const et_cluster *c, et_plan *p, const cm
                 ds = s;
             }
         }
-        fmt_rate(rate, sizeof rate, cm_dp_link(p, c, ds).bandwidth);
+        cm_fmt_rate(rate, sizeof rate, cm_dp_link(p, c, ds).bandwidth);
         w = snprintf(pr->bottleneck, n,
                      "gradient sync after the pipeline (%.3g s) outweighs the pipeline (%.3g s): "
                      "stage %d's data-parallel all-reduce moves %.3g MB over %s",
                      sync, pipe, ds, 4.0 * (double)cost[ds].params / 1e6, rate);
     } else if (link_s >= 0) {
         lm_link l = cm_boundary_link(p, c, br, link_s);
-        group_names(p, c, br, link_s, names, sizeof names);
-        group_names(p, c, br, link_s + 1, names2, sizeof names2);
-        fmt_rate(rate, sizeof rate, l.bandwidth);
+        cm_group_names(p, c, br, link_s, names, sizeof names);
+        cm_group_names(p, c, br, link_s + 1, names2, sizeof names2);
+        cm_fmt_rate(rate, sizeof rate, l.bandwidth);
         w = snprintf(pr->bottleneck, n,
                      "link between stage %d (%s) and stage %d (%s) at %s: %.3g MB each way per "
                      "micro-batch take %.3g ms, more than any stage's compute",
@@ -409,7 +407,7 @@ static void explain(const cm_model *m, const et_cluster *c, et_plan *p, const cm
         const cm_stage_cost *k = &cost[br * S + stage_s];
         cm_group g;
         cm_plan_group(p, c, br, stage_s, &g);
-        group_names(p, c, br, stage_s, names, sizeof names);
+        cm_group_names(p, c, br, stage_s, names, sizeof names);
         double tpc = k->fwd_tp_s + k->bwd_tp_s;
         w = snprintf(pr->bottleneck, n,
                      "stage %d (%s) sets the pace: %d layer%s%s%s at %.4g GFLOP/s take %.3g ms "
@@ -419,7 +417,7 @@ static void explain(const cm_model *m, const et_cluster *c, et_plan *p, const cm
                      stage_s == 0 ? " + embedding" : "", stage_s == S - 1 ? " + LM head" : "",
                      g.gflops, best * 1e3);
         if (w > 0 && (size_t)w < n && tpc > 0.25 * best) {
-            fmt_rate(rate, sizeof rate, g.tp_link.bandwidth);
+            cm_fmt_rate(rate, sizeof rate, g.tp_link.bandwidth);
             w += snprintf(pr->bottleneck + w, n - (size_t)w,
                           ", %.0f%% of it tensor-parallel all-reduces over %s", 100 * tpc / best, rate);
         }

@@ -145,6 +145,11 @@ lm_link cm_embed_link(const et_plan *p, const et_cluster *c, int r);
 lm_link cm_dp_link(const et_plan *p, const et_cluster *c, int s);
 lm_link cm_all_link(const et_plan *p, const et_cluster *c);
 
+/* Human units for a link rate ("10 Gbps", "200 Mbps", "in-server"), and the
+ * names "a+b+c" of group (r, s), truncated to fit n bytes. */
+void cm_fmt_rate(char *buf, size_t n, double bytes_per_s);
+void cm_group_names(const et_plan *p, const et_cluster *c, int r, int s, char *buf, size_t n);
+
 /* The group (r, s) of a plan as a cm_group. */
 void cm_plan_group(const et_plan *p, const et_cluster *c, int r, int s, cm_group *out);
 

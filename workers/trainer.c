@@ -48,8 +48,7 @@ int trainer_target_met(const et_training *t, double val_loss, double val_accurac
     return 1;
 }
 
-/* optim_config from the training section. */
-static void optim_from_training(const et_training *t, optim_config *o)
+void trainer_optim_config(const et_training *t, optim_config *o)
 {
     optim_config_default(o);
     o->lr = t->lr;
@@ -79,7 +78,7 @@ int trainer_run_single(const et_config *cfg, const et_train_opts *o, et_train_re
         return -1;
 
     optim_config oc;
-    optim_from_training(t, &oc);
+    trainer_optim_config(t, &oc);
     et_sampler smp = {ds->train, ds->n_train, t->seq_len, t->sampling == ET_SAMPLING_RANDOM, t->seed};
     int M = t->global_batch / t->micro_batch;
     et_engine *en = engine_new(&cfg->model, t->micro_batch, t->seq_len, M, &oc, &smp, ds->val,

@@ -34,6 +34,10 @@ typedef struct et_train_result {
  * bad data/checkpoints, ET_ERUNTIME for non-finite loss or I/O). */
 int trainer_run_single(const et_config *cfg, const et_train_opts *o, et_train_result *res, et_err *e);
 
+/* The optimizer settings of a training section (AdamW per DESIGN.md). */
+struct optim_config;
+void trainer_optim_config(const et_training *t, struct optim_config *o);
+
 /* Is step s (0-based) an evaluation step: every eval_every steps and the last. */
 int trainer_is_eval_step(const et_training *t, long s);
 /* Does (val_loss, val_accuracy) meet the target? (no target: never) */

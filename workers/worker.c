@@ -37,6 +37,7 @@
 
 #include <mpi.h>
 
+#include "../common/et_fs.h"
 #include "../model/gpt2.h"
 #include "../model/optim.h"
 #include "../orchestrator/cli.h"
@@ -341,14 +342,7 @@ static int worker_setup(wk_state *w, const char *out_dir, et_err *e)
     if (!w->sh)
         return -1;
     w->opt = optim_state_new(w->sh);
-    optim_config_default(&w->ocfg);
-    w->ocfg.lr = t->lr;
-    w->ocfg.min_lr = t->min_lr;
-    w->ocfg.warmup_steps = t->warmup_steps;
-    w->ocfg.cosine = t->lr_decay_cosine;
-    w->ocfg.max_steps = t->max_steps;
-    w->ocfg.weight_decay = t->weight_decay;
-    w->ocfg.grad_clip = t->grad_clip;
+    trainer_optim_config(t, &w->ocfg);
     w->tp.allreduce = tp_allreduce;
     w->tp.ctx = w;
     setup_buckets(w);
@@ -775,6 +769,8 @@ static int controller_loop(ctl_state *c, const ckpt_meta *start_meta)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
 
+    optim_config ocfg;
+    trainer_optim_config(t, &ocfg);
     double w_origin = wall() - start_meta->wall_s;
     double emulated = start_meta->emulated_s;
     uint64_t k = (uint64_t)start_meta->data_position;
@@ -829,10 +825,7 @@ static int controller_loop(ctl_state *c, const ckpt_meta *start_meta)
         emulated = end;
         et_step_metrics m = {
             .step = s, .wall_s = w1 - w_origin, .emulated_s = emulated,
-            .lr = optim_lr_at(&(optim_config){.lr = t->lr, .min_lr = t->min_lr,
-                                              .warmup_steps = t->warmup_steps,
-                                              .cosine = t->lr_decay_cosine,
-                                              .max_steps = t->max_steps}, s),
+            .lr = optim_lr_at(&ocfg, s),
             .train_loss = loss, .val_loss = NAN, .val_accuracy = NAN,
             .tokens_per_s = tokens_per_step / (w1 - w0), .grad_norm = gnorm,
             .step_wall_s = w1 - w0, .step_emulated_s = step_emu,
@@ -1007,8 +1000,8 @@ int cmd_worker(int argc, char **argv)
     const char *config_path = argv[optind];
 
     /* Every rank writes into the run directory (trace parts); make it on each
-     * host (one level; `run` makes the full path). */
-    mkdir(out_dir, 0777);
+     * host. */
+    et_mkdirs(out_dir);
     MPI_Init(NULL, NULL);
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
