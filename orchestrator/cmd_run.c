@@ -333,7 +333,7 @@ int cmd_run(int argc, char **argv)
         }
     } else {
         launch_material lm;
-        launch_opts lo = {dir, resume, quiet, testbed};
+        launch_opts lo = {dir, resume, quiet, isatty(STDOUT_FILENO), testbed};
         if (launch_prepare(plan, cfg, config_path, plan_file, &lo, &lm, &e) != 0) {
             rc = et_err_report(&e);
             goto out;

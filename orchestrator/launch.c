@@ -194,6 +194,8 @@ int launch_prepare(const et_plan *plan, const et_config *cfg, const char *config
         push(lm, &cap, "--resume");
     if (o->quiet)
         push(lm, &cap, "--quiet");
+    if (o->progress_bar)
+        push(lm, &cap, "--progress-bar");
     if (o->testbed) {
         push(lm, &cap, "--clock");
         push(lm, &cap, "wall");

@@ -31,6 +31,7 @@ typedef struct launch_opts {
     const char *out_dir;    /* run directory for the worker's --out, or NULL */
     int resume;             /* pass --resume */
     int quiet;              /* pass --quiet */
+    int progress_bar;       /* pass --progress-bar (run's stdout is a terminal) */
     int testbed;            /* hosts are the servers' names (the test bed's container
                                hostnames), the rankfile is always passed, and the
                                workers measure wall-clock time (--clock wall) */

@@ -79,6 +79,20 @@ json.load(open(d + "/trace.json"))
 print("run 1: target reached at step", j["steps_to_target"], "val_loss", last["val_loss"])
 ' "$T/r1" "$T/r1.out" || fail "run 1 results"
 
+# 1b. training.init: a run that starts from run 1's checkpoint (weights only,
+# step reset) begins near where run 1 ended, not at the random model's loss
+config init 2 0.01 1 2 1 1000 1.0e-3
+sed -i "s|^  seed: 3$|  seed: 3\n  init: reach.ck.h5|" "$T/init.yaml"
+"$ET" run "$T/init.yaml" --out "$T/i" --quiet > /dev/null 2> "$T/i.err" || { cat "$T/i.err"; fail "run with training.init"; }
+"$PY" -c '
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert int(rows[0]["step"]) == 0, rows[0]
+l0 = float(rows[0]["train_loss"])
+assert l0 < 1.5, l0
+print("training.init: step 0 loss %.3f (a random model starts at 5.5)" % l0)
+' "$T/i/metrics.csv" || fail "training.init did not load the weights"
+
 # 2. kill a worker mid-run, then resume under a different plan
 config ref 40 0.01 2 2 1 10 5.0e-3
 "$ET" run "$T/ref.yaml" --out "$T/ref" --quiet > /dev/null 2>&1 || fail "reference run"

@@ -684,6 +684,7 @@ typedef struct ctl_state {
     wk_report *reps;
     const char *out_dir;
     int progress;
+    int bar;                  /* `run`'s stdout is a terminal: progress bar and ETA */
 } ctl_state;
 
 static void ctl_bcast(wk_cmd *cmd)
@@ -865,6 +866,19 @@ static int controller_loop(ctl_state *c, const ckpt_meta *start_meta)
         }
         metrics_write(&mf, &m);
         if (c->progress) {
+            if (c->bar) {
+                /* On a terminal: a bar over max_steps and the wall-clock ETA
+                 * at this run's mean step time (evaluation included). */
+                double frac = (double)(s + 1) / t->max_steps;
+                double per = (m.wall_s - start_meta->wall_s) / (double)n_steps;
+                long eta = (long)(per * (double)(t->max_steps - s - 1) + 0.5);
+                char bar[21];
+                int fill = (int)(frac * 20 + 0.5);
+                for (int i = 0; i < 20; i++)
+                    bar[i] = i < fill ? '#' : '.';
+                bar[20] = '\0';
+                printf("[%s] %3.0f%% ETA %ld:%02ld  ", bar, 100 * frac, eta / 60, eta % 60);
+            }
             printf("step %5ld/%ld  loss %.4f  lr %.3g  %8.0f tok/s  step %6.1f ms wall %8.3f s emulated",
                    s, t->max_steps, loss, m.lr, m.tokens_per_s, m.step_wall_s * 1e3, step_emu);
             if (!isnan(m.val_loss))
@@ -966,7 +980,8 @@ static void worker_help(void)
            "One rank of a training job: rank 0 is the controller, ranks 1..N-1 the workers of\n"
            "the plan (N = 1 + the plan's workers). DIR (default .) receives metrics.csv,\n"
            "trace.json and summary.txt. --resume continues from training.checkpoint.path.\n"
-           "--clock overrides the config's emulation.clock.\n");
+           "--clock overrides the config's emulation.clock; --progress-bar adds a bar and\n"
+           "the ETA to each step line (what `run` asks for when its output is a terminal).\n");
 }
 
 int cmd_worker(int argc, char **argv)
@@ -975,10 +990,11 @@ int cmd_worker(int argc, char **argv)
         {"plan", required_argument, 0, 'p'}, {"out", required_argument, 0, 'o'},
         {"resume", no_argument, 0, 'r'},     {"quiet", no_argument, 0, 'q'},
         {"clock", required_argument, 0, 'c'},
+        {"progress-bar", no_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},       {0, 0, 0, 0},
     };
     const char *plan_path = NULL, *out_dir = ".";
-    int resume = 0, quiet = 0, clock = -1, c;
+    int resume = 0, quiet = 0, clock = -1, bar = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -986,6 +1002,7 @@ int cmd_worker(int argc, char **argv)
         case 'o': out_dir = optarg; break;
         case 'r': resume = 1; break;
         case 'q': quiet = 1; break;
+        case 'b': bar = 1; break;
         case 'c':
             if (!strcmp(optarg, "wall")) clock = ET_CLOCK_WALL;
             else if (!strcmp(optarg, "virtual")) clock = ET_CLOCK_VIRTUAL;
@@ -1075,7 +1092,7 @@ int cmd_worker(int argc, char **argv)
         MPI_Bcast(&meta, sizeof meta, MPI_BYTE, 1, MPI_COMM_WORLD);
         if (rank == 0) {
             ctl_state cs = {cfg, plan, size, et_xcalloc((size_t)size, sizeof(wk_report)), out_dir,
-                            !quiet};
+                            !quiet, bar};
             rc = controller_loop(&cs, &meta);
             free(cs.reps);
         } else {
