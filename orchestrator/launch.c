@@ -161,9 +161,11 @@ int launch_prepare(const et_plan *plan, const et_config *cfg, const char *config
         push(lm, &cap, lm->rankfile);
     }
     /* Waiting ranks yield instead of spinning; one BLAS thread per rank. */
-    push(lm, &cap, "--mca");
-    push(lm, &cap, "mpi_yield_when_idle");
-    push(lm, &cap, "1");
+    if (!o->testbed) { /* the test bed's launcher adds it itself */
+        push(lm, &cap, "--mca");
+        push(lm, &cap, "mpi_yield_when_idle");
+        push(lm, &cap, "1");
+    }
     push(lm, &cap, "-x");
     push(lm, &cap, "OPENBLAS_NUM_THREADS=1");
     /* The BLAS kernels `run` selected (common/et_blas.h), for every rank. */
