@@ -242,6 +242,24 @@ if [ $probe_ok = 0 ]; then
   fi
 fi
 
+# `edgetrain run --testbed`: a short training job across the containers, over
+# the shaped links, measured on the wall clock (same name and cluster as the
+# test bed; its own model and training section).
+printf 'the quick brown fox jumps over the lazy dog\n%.0s' $(seq 1 400) >"$WORK/tiny.txt"
+"$EDGETRAIN" prepare-data "$WORK/tiny.txt" -o "$WORK/tiny.h5" --tokenizer byte >/dev/null || fail "prepare-data"
+sed -n '1,/^model:/p' "$WORK/tb.yaml" | sed '$d' >"$WORK/run.yaml"
+{
+  echo "model: {n_layer: 2, n_head: 2, n_embd: 32, vocab_size: 256, block_size: 32}"
+  echo "training: {dataset: tiny.h5, seq_len: 32, global_batch: 8, micro_batch: 2, lr: 0.005, max_steps: 6, eval_every: 3, eval_tokens: 1024}"
+  echo "parallel: {schedule: 1f1b, pipeline: 2, tensor: 1, data: 1}"
+} >>"$WORK/run.yaml"
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 "$EDGETRAIN" run "$WORK/run.yaml" --testbed \
+  --out "$WORK/tbrun" --quiet >"$WORK/tbrun.out" 2>&1 || fail "run --testbed: $(tail -5 "$WORK/tbrun.out")"
+grep -q '^clock wall' "$WORK/tbrun/summary.txt" || fail "run --testbed did not measure wall-clock time"
+grep -q '^status ok' "$WORK/tbrun/summary.txt" || fail "run --testbed: $(head -1 "$WORK/tbrun/summary.txt")"
+[ "$(awk '/^steps /{print $2}' "$WORK/tbrun/summary.txt")" = 6 ] || fail "run --testbed did not train 6 steps"
+say "run --testbed: $(grep 'step time:' "$WORK/tbrun.out" | sed 's/^ *//')"
+
 ids=$("${PODMAN[@]}" ps -a -q --no-trunc --filter "label=edgetrain.testbed=$NAME")
 [ "$(echo "$ids" | wc -w)" = 3 ] || fail "want 3 containers labelled for $NAME, have: $ids"
 "$EDGETRAIN" testbed down "$WORK/tb.yaml" >/dev/null 2>&1 || fail "down (containers) failed"
