@@ -24,20 +24,7 @@
 #     within 1e-4 of the reference's, and say step 5.
 # grad_clip 0.01: see t_parallel_equiv.sh (keeps AdamW's eps regime from
 # amplifying float rounding beyond the 1e-4 check).
-set -uo pipefail
-ET=${EDGETRAIN:-$PWD/build/edgetrain}
-PY=${PY:-/usr/bin/python3}
-REF_DIR=$(cd "$(dirname "$0")" && pwd)/ref
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_mpi_yield_when_idle=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OPENBLAS_NUM_THREADS=1
-# Under ASan: unwind allocation stacks fully, so that Open MPI's own
-# process-lifetime allocations (made in components built without frame
-# pointers) reach the libmpi frames that tests/lsan.supp suppresses.
-[ "${SANITIZE:-0}" = 1 ] && export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
 
 "$ET" prepare-data /usr/share/games/fortunes -o "$T/f.h5" --tokenizer byte >/dev/null ||
   fail "prepare-data"

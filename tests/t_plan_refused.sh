@@ -13,18 +13,7 @@
 # no metrics.csv, no checkpoint.
 # mpirun runs with -q so that its own "a process returned a non-zero exit
 # code" banner stays out of stderr: the line is edgetrain's alone.
-set -uo pipefail
-ET=${EDGETRAIN:-$PWD/build/edgetrain}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_mpi_yield_when_idle=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OPENBLAS_NUM_THREADS=1
-# Under ASan: unwind allocation stacks fully, so that Open MPI's own
-# process-lifetime allocations (made in components built without frame
-# pointers) reach the libmpi frames that tests/lsan.supp suppresses.
-[ "${SANITIZE:-0}" = 1 ] && export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
 
 "$ET" prepare-data /usr/share/games/fortunes -o "$T/f.h5" --tokenizer byte >/dev/null ||
   fail "prepare-data"
