@@ -79,6 +79,15 @@ json.load(open(d + "/trace.json"))
 print("run 1: target reached at step", j["steps_to_target"], "val_loss", last["val_loss"])
 ' "$T/r1" "$T/r1.out" || fail "run 1 results"
 
+# 1a. a single-worker plan trains the same in this process (--no-mpi) as
+# through mpirun
+config single 12 0.01 1 1 1 1000 5.0e-3
+"$ET" run "$T/single.yaml" --no-mpi --out "$T/s1" --quiet > /dev/null 2> "$T/s1.err" || { cat "$T/s1.err"; fail "run --no-mpi"; }
+"$ET" run "$T/single.yaml" --out "$T/s2" --quiet > /dev/null 2> "$T/s2.err" || { cat "$T/s2.err"; fail "run (1 worker)"; }
+cmp <(cut -d, -f1,5,6,7 "$T/s1/metrics.csv") <(cut -d, -f1,5,6,7 "$T/s2/metrics.csv") ||
+  fail "--no-mpi and mpirun give different losses"
+echo "run --no-mpi: the same losses as the 1-worker MPI job"
+
 # 1b. training.init: a run that starts from run 1's checkpoint (weights only,
 # step reset) begins near where run 1 ended, not at the random model's loss
 config init 2 0.01 1 2 1 1000 1.0e-3
