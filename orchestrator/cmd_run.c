@@ -253,6 +253,14 @@ int cmd_run(int argc, char **argv)
         }
     }
 
+    /* Where checkpoints go must exist before the first one is due. */
+    if (cfg->training.checkpoint_path[0] && et_mkdirs_parent(cfg->training.checkpoint_path) != 0) {
+        fprintf(stderr, "edgetrain: %s: cannot create the checkpoint directory of %s (%s)\n", config_path,
+                cfg->training.checkpoint_path, strerror(errno));
+        et_config_free(cfg);
+        return 2;
+    }
+
     /* The plan: given, or the planner's best. */
     et_plan *plan = NULL;
     if (plan_path) {

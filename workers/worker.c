@@ -1034,6 +1034,9 @@ int cmd_worker(int argc, char **argv)
     et_config *cfg = et_config_load(config_path, &e);
     if (cfg && clock >= 0)
         cfg->clock = clock;
+    /* The checkpoint's directory, made on every host (idempotent). */
+    if (cfg && cfg->training.checkpoint_path[0])
+        et_mkdirs_parent(cfg->training.checkpoint_path);
     et_plan *plan = cfg ? plan_load(plan_path, cfg, &e) : NULL;
     if (plan && size != plan_n_ranks(plan))
         et_errf(&e, ET_EINPUT,
