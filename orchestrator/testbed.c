@@ -922,18 +922,27 @@ static int make_node_ns(const char *ns, const char *addr, int mtu, et_err *e)
 }
 
 /* Is pid alive and not a zombie? */
+/* Read /proc/PID/WHAT into buf (NUL-terminated); bytes read, or -1. */
+static long read_proc(pid_t pid, const char *what, char *buf, size_t len)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/%s", (int)pid, what);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return -1;
+    size_t r = fread(buf, 1, len - 1, f);
+    fclose(f);
+    buf[r] = 0;
+    return (long)r;
+}
+
 static int pid_alive(pid_t pid)
 {
     if (pid <= 0 || kill(pid, 0) < 0)
         return 0;
-    char p[64], buf[512];
-    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(p, "r");
-    if (!f)
+    char buf[512];
+    if (read_proc(pid, "stat", buf, sizeof buf) < 0)
         return 0;
-    size_t r = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[r] = 0;
     char *rp = strrchr(buf, ')');
     return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
@@ -942,14 +951,11 @@ static int pid_alive(pid_t pid)
  * make sure a pid file still names our link emulator before killing. */
 static int pid_has_arg(pid_t pid, const char *needle)
 {
-    char p[64], buf[8192];
-    snprintf(p, sizeof p, "/proc/%d/cmdline", (int)pid);
-    FILE *f = fopen(p, "r");
-    if (!f)
+    char buf[8192];
+    long n = read_proc(pid, "cmdline", buf, sizeof buf);
+    if (n < 0)
         return 0;
-    size_t r = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[r] = 0;
+    size_t r = (size_t)n;
     for (size_t i = 0; i < r; i += strlen(buf + i) + 1)
         if (!strcmp(buf + i, needle))
             return 1;

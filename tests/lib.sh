@@ -15,3 +15,8 @@ export OPENBLAS_NUM_THREADS=1
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# The fortunes corpus, byte tokenizer, as $T/f.h5.
+fortunes_h5() {
+  "$ET" prepare-data /usr/share/games/fortunes -o "$T/f.h5" --tokenizer byte >/dev/null ||
+    fail "prepare-data"
+}

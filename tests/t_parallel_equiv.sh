@@ -30,8 +30,7 @@
 # the weights: the grad_norm comparison catches it.
 . "$(dirname "$0")/lib.sh"
 
-"$ET" prepare-data /usr/share/games/fortunes -o "$T/f.h5" --tokenizer byte >/dev/null ||
-  fail "prepare-data"
+fortunes_h5
 
 cat >"$T/base.yaml" <<'EOF'
 cluster:

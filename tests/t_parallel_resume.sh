@@ -26,8 +26,7 @@
 # amplifying float rounding beyond the 1e-4 check).
 . "$(dirname "$0")/lib.sh"
 
-"$ET" prepare-data /usr/share/games/fortunes -o "$T/f.h5" --tokenizer byte >/dev/null ||
-  fail "prepare-data"
+fortunes_h5
 # No cosine decay: the interrupted run's max_steps must not change its lr.
 cat >"$T/common.yaml" <<'EOF'
 cluster:

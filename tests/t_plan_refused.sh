@@ -15,8 +15,7 @@
 # code" banner stays out of stderr: the line is edgetrain's alone.
 . "$(dirname "$0")/lib.sh"
 
-"$ET" prepare-data /usr/share/games/fortunes -o "$T/f.h5" --tokenizer byte >/dev/null ||
-  fail "prepare-data"
+fortunes_h5
 cat >"$T/c.yaml" <<'EOF'
 cluster:
   servers:

@@ -17,8 +17,7 @@
 #     the same emulated_s column and the same ranks.csv, byte for byte.
 . "$(dirname "$0")/lib.sh"
 
-"$ET" prepare-data /usr/share/games/fortunes -o "$T/f.h5" --tokenizer byte >/dev/null ||
-  fail "prepare-data"
+fortunes_h5
 cat >"$T/common.yaml" <<'EOF'
 cluster:
   servers:

@@ -66,31 +66,18 @@ void engine_train_step(et_engine *en, long s, uint64_t k0, et_step_result *r)
     optim_step(en->sh, en->opt, &en->ocfg, s, optim_clip_scale(&en->ocfg, norm));
 }
 
-/* Fill n windows starting at window w0 of the val split. */
-static void fill_windows(const et_engine *en, long w0, int n)
-{
-    int T = en->T;
-    for (int i = 0; i < n; i++) {
-        const int32_t *src = en->val + (size_t)(w0 + i) * T;
-        for (int t = 0; t < T; t++) {
-            en->tok[(size_t)i * T + t] = src[t];
-            en->tgt[(size_t)i * T + t] = src[t + 1];
-        }
-    }
-}
-
 void engine_eval(et_engine *en, et_eval_result *r)
 {
     double loss_sum = 0;
     long correct = 0;
     long full = en->eval_windows / en->B;
     for (long b = 0; b < full; b++) {
-        fill_windows(en, b * en->B, en->B);
+        sampler_fill_windows(en->val, en->T, b * en->B, en->B, en->tok, en->tgt);
         loss_sum += (double)gpt2_forward(en->sh, en->acts, en->tok, NULL, en->tgt, NULL) * en->B;
         correct += gpt2_acts_correct(en->acts);
     }
     if (en->rem) {
-        fill_windows(en, full * en->B, en->rem);
+        sampler_fill_windows(en->val, en->T, full * en->B, en->rem, en->tok, en->tgt);
         loss_sum += (double)gpt2_forward(en->sh, en->acts_rem, en->tok, NULL, en->tgt, NULL) * en->rem;
         correct += gpt2_acts_correct(en->acts_rem);
     }

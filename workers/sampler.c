@@ -28,3 +28,15 @@ void sampler_fill(const et_sampler *s, uint64_t k0, int n, int *inputs, int *tar
         }
     }
 }
+
+void sampler_fill_windows(const int32_t *split, int seq_len, long w0, int n, int *inputs, int *targets)
+{
+    int T = seq_len;
+    for (int i = 0; i < n; i++) {
+        const int32_t *src = split + (size_t)(w0 + i) * T;
+        for (int t = 0; t < T; t++) {
+            inputs[(size_t)i * T + t] = src[t];
+            targets[(size_t)i * T + t] = src[t + 1];
+        }
+    }
+}

@@ -30,6 +30,11 @@ size_t sampler_offset(const et_sampler *s, uint64_t k);
  * (targets are the inputs shifted by one token). */
 void sampler_fill(const et_sampler *s, uint64_t k0, int n, int *inputs, int *targets);
 
+/* Evaluation windows (DESIGN.md "Evaluation"): fill inputs/targets with the
+ * n non-overlapping windows w0 ... w0+n-1 of split, window w reading the
+ * seq_len+1 tokens from w*seq_len. */
+void sampler_fill_windows(const int32_t *split, int seq_len, long w0, int n, int *inputs, int *targets);
+
 /* Deterministic 64-bit mixing (splitmix64 finaliser), shared by the samplers
  * and anything else that needs a stateless stream. */
 uint64_t sampler_mix64(uint64_t x);

@@ -36,6 +36,13 @@ int trainer_is_eval_step(const et_training *t, long s)
     return t->eval_every > 0 && (s + 1) % t->eval_every == 0;
 }
 
+int trainer_is_ckpt_step(const et_training *t, long s, int last)
+{
+    if (!t->checkpoint_path[0])
+        return 0;
+    return last || (t->checkpoint_every > 0 && (s + 1) % t->checkpoint_every == 0);
+}
+
 int trainer_target_met(const et_training *t, double val_loss, double val_accuracy)
 {
     int has_loss = !isnan(t->target_val_loss), has_acc = !isnan(t->target_val_accuracy);
@@ -170,9 +177,7 @@ int trainer_run_single(const et_config *cfg, const et_train_opts *o, et_train_re
             fflush(stdout);
         }
         int last = met || s == t->max_steps - 1 || stop_signal;
-        int ckpt_due = t->checkpoint_path[0] &&
-                       ((t->checkpoint_every > 0 && (s + 1) % t->checkpoint_every == 0) || last);
-        if (ckpt_due) {
+        if (trainer_is_ckpt_step(t, s, last)) {
             meta.step = s + 1;
             meta.data_position = (int64_t)k;
             meta.wall_s = now_s() - t_origin;

@@ -40,6 +40,9 @@ void trainer_optim_config(const et_training *t, struct optim_config *o);
 
 /* Is step s (0-based) an evaluation step: every eval_every steps and the last. */
 int trainer_is_eval_step(const et_training *t, long s);
+/* Is a checkpoint due after step s: every checkpoint.every steps and at the
+ * run's last step (`last`), when a checkpoint path is configured. */
+int trainer_is_ckpt_step(const et_training *t, long s, int last);
 /* Does (val_loss, val_accuracy) meet the target? (no target: never) */
 int trainer_target_met(const et_training *t, double val_loss, double val_accuracy);
 

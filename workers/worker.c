@@ -592,15 +592,8 @@ static void worker_eval(wk_state *w, wk_report *rep)
             break;
         gpt2_acts *a = b < full ? w->acts[0] : w->acts_rem;
         size_t NC = (size_t)n * w->T * w->C;
-        if (first || last) {
-            for (int i = 0; i < n; i++) {
-                const int32_t *src = w->ds.val + (size_t)(b * w->B + i) * w->T;
-                for (int t = 0; t < w->T; t++) {
-                    w->tok[0][(size_t)i * w->T + t] = src[t];
-                    w->tgt[0][(size_t)i * w->T + t] = src[t + 1];
-                }
-            }
-        }
+        if (first || last)
+            sampler_fill_windows(w->ds.val, w->T, b * w->B, n, w->tok[0], w->tgt[0]);
         if (!first)
             vc_recv(&w->vc, &w->ch_act, w->xin[0], NC, w->act_src, TAG_EVAL, MPI_COMM_WORLD);
         float l = gpt2_forward(w->sh, a, w->tok[0], w->xin[0], w->tgt[0], &w->tp);
@@ -893,9 +886,7 @@ static int controller_loop(ctl_state *c, const ckpt_meta *start_meta)
             tta_emu = m.emulated_s;
         }
         int last = met || s == t->max_steps - 1 || stop_requested;
-        int ckpt_due = t->checkpoint_path[0] &&
-                       ((t->checkpoint_every > 0 && (s + 1) % t->checkpoint_every == 0) || last);
-        if (ckpt_due) {
+        if (trainer_is_ckpt_step(t, s, last)) {
             wk_cmd ck = {.cmd = CMD_CKPT, .step = s + 1, .data_position = (int64_t)k,
                          .wall_s = wall() - w_origin, .emulated_s = emulated};
             ctl_bcast(&ck);
