@@ -1,6 +1,8 @@
 /*
  * bench_step — one full training step of GPT-2 124M on this machine: zero
- * grad, forward, backward, global norm + clip, AdamW. Random init, random
+ * grad, forward, backward, global norm + clip, AdamW (the calls
+ * workers/engine.c makes for a step: gpt2_shard_zero_grad, which costs
+ * nothing after an optim_step, since AdamW consumes the gradients). Random init, random
  * tokens, a warm-up step, then the mean of N timed steps (and the per-phase
  * split). Reports ms/step, achieved GFLOP/s, model-FLOPs utilisation against
  * a large sgemm measured in this binary with the same thread count, peak
@@ -10,7 +12,8 @@
  *   bench_step [--steps N] [--threads N] [--batch B] [--seq T] [--preset NAME]
  *   bench_step --corename      (print OpenBLAS's kernel choice and exit)
  *
- * The last line is machine-readable for bench_step.sh: "RESULT ms_per_step=...".
+ * The last lines are machine-readable for bench_step.sh: "STEP_MS t1 t2 ..."
+ * (every timed step) and "RESULT ms_per_step=...".
  */
 #include <cblas.h>
 
@@ -172,10 +175,11 @@ int main(int argc, char **argv)
            (double)gpt2_acts_bytes(sh, B, T) / (1024.0 * 1024.0));
 
     double ph[4] = {0, 0, 0, 0}, total = 0.0, best = 1e30, rss_warm = 0.0;
+    double *step_ms = calloc((size_t)steps, sizeof(double));
     float loss = 0.0f;
     for (int it = 0; it <= steps; it++) {
         double t0 = now_s();
-        gpt2_shard_discard_grad(sh);
+        gpt2_shard_zero_grad(sh);
         loss = gpt2_forward(sh, a, inp, NULL, tgt, NULL);
         double t1 = now_s();
         gpt2_backward(sh, a, inp, NULL, 1.0f, NULL);
@@ -196,6 +200,7 @@ int main(int argc, char **argv)
         }
         ph[0] += t1 - t0, ph[1] += t2 - t1, ph[2] += t3 - t2, ph[3] += t4 - t3;
         total += t4 - t0;
+        step_ms[it - 1] = (t4 - t0) * 1e3;
         best = t4 - t0 < best ? t4 - t0 : best;
     }
     double rss_end = rss_mib();
@@ -210,6 +215,11 @@ int main(int argc, char **argv)
            flops * 1e-9, flops / mean * 1e-9, peak, 100.0 * flops / mean * 1e-9 / peak);
     printf("  peak RSS %.1f MiB, RSS after warm-up %.1f MiB, after %d steps %.1f MiB (growth %.1f MiB)\n",
            peak_rss_mib(), rss_warm, steps, rss_end, rss_end - rss_warm);
+    printf("STEP_MS");
+    for (int i = 0; i < steps; i++)
+        printf(" %.2f", step_ms[i]);
+    printf("\n");
+    free(step_ms);
     printf("RESULT ms_per_step=%.2f best_ms=%.2f gflops=%.2f peak_gflops=%.2f mfu=%.4f "
            "peak_rss_mib=%.1f rss_growth_mib=%.1f\n",
            mean * 1e3, best * 1e3, flops / mean * 1e-9, peak, flops / mean * 1e-9 / peak,

@@ -2,7 +2,8 @@
 # bench_step: GPT-2 124M, B=4, T=64, one full training step, 2 threads —
 # edgetrain's C step (build/bench/bench_step, OpenBLAS threads = 2) against
 # PyTorch's (bench/bench_step_torch.py, torch.set_num_threads(2),
-# OMP_WAIT_POLICY=PASSIVE), measured in the same run; prints the ratio.
+# OMP_WAIT_POLICY=PASSIVE), measured in the same run, in alternating rounds;
+# prints the ratio of the means (and of the medians and best steps).
 #
 # Both sides use the same OpenBLAS. OpenBLAS 0.3.21 falls back to its generic
 # "Prescott" kernels on CPUs newer than it knows (e.g. Xeon model 207), which
@@ -10,13 +11,14 @@
 # to the newest kernel set the CPU supports (an explicit OPENBLAS_CORETYPE in
 # the environment is kept).
 # Environment: BUILD (default build), PY (default /usr/bin/python3),
-# STEPS (default 5), THREADS (default 2).
+# STEPS (default 5), THREADS (default 2), ROUNDS (default 2).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PY=${PY:-/usr/bin/python3}
 STEPS=${STEPS:-5}
 THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-2}
 BIN="$BUILD/bench/bench_step"
 if [ ! -x "$BIN" ]; then
   echo "bench_step: $BIN is missing (run make bench)" >&2
@@ -37,21 +39,33 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ "$(EDGETRAIN_BLAS_REEXEC=1 "$BIN" --core
   fi
 fi
 
-result() { # file -> ms_per_step value
-  sed -n 's/^RESULT ms_per_step=\([0-9.]*\).*/\1/p' "$1" | tail -1
-}
-
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$BIN" --steps "$STEPS" --threads "$THREADS" | tee "$tmp/c.txt" || exit 1
-OMP_WAIT_POLICY=PASSIVE "$PY" bench/bench_step_torch.py --steps "$STEPS" --threads "$THREADS" \
-  | tee "$tmp/torch.txt" || exit 1
-c=$(result "$tmp/c.txt")
-t=$(result "$tmp/torch.txt")
-if [ -z "$c" ] || [ -z "$t" ]; then
-  echo "bench_step: could not read the results" >&2
-  exit 1
-fi
-awk -v c="$c" -v t="$t" 'BEGIN {
-  printf "edgetrain %.1f ms/step, PyTorch %.1f ms/step: ratio C/PyTorch %.3f (target <= 0.35)\n",
-         c, t, c / t }'
+# ROUNDS rounds of (C, PyTorch), alternating, so that a spell of load from
+# other processes falls on both sides; every timed step of every round is
+# pooled per side.
+for r in $(seq 1 "$ROUNDS"); do
+  echo "-- round $r of $ROUNDS"
+  "$BIN" --steps "$STEPS" --threads "$THREADS" | tee -a "$tmp/c.txt" || exit 1
+  OMP_WAIT_POLICY=PASSIVE "$PY" bench/bench_step_torch.py --steps "$STEPS" --threads "$THREADS" \
+    | tee -a "$tmp/torch.txt" || exit 1
+done
+"$PY" - "$tmp/c.txt" "$tmp/torch.txt" <<'PYEOF' || exit 1
+import statistics, sys
+def steps(path):
+    out = []
+    for line in open(path):
+        if line.startswith("STEP_MS"):
+            out += [float(x) for x in line.split()[1:]]
+    if not out:
+        sys.exit("bench_step: no STEP_MS lines in " + path)
+    return out
+c, t = steps(sys.argv[1]), steps(sys.argv[2])
+for name, f in (("mean", statistics.mean), ("median", statistics.median), ("best", min)):
+    print(f"{name:>6}: edgetrain {f(c):7.1f} ms/step, PyTorch {f(t):7.1f} ms/step: "
+          f"ratio C/PyTorch {f(c) / f(t):.3f}")
+print(f"edgetrain {statistics.mean(c):.1f} ms/step, PyTorch {statistics.mean(t):.1f} ms/step "
+      f"({len(c)} and {len(t)} steps): ratio C/PyTorch {statistics.mean(c) / statistics.mean(t):.3f} "
+      f"(median {statistics.median(c) / statistics.median(t):.3f}, best {min(c) / min(t):.3f}; "
+      f"target <= 0.35)")
+PYEOF

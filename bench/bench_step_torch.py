@@ -7,8 +7,8 @@ beats foreach=True on this CPU).
     /usr/bin/python3 bench/bench_step_torch.py [--steps N] [--threads N]
         [--batch B] [--seq T] [--preset NAME]
 
-Run it with OMP_WAIT_POLICY=PASSIVE (bench_step.sh does). The last line is
-machine-readable: "RESULT ms_per_step=...".
+Run it with OMP_WAIT_POLICY=PASSIVE (bench_step.sh does). The last lines are
+machine-readable: "STEP_MS t1 t2 ..." and "RESULT ms_per_step=...".
 """
 import argparse
 import math
@@ -124,6 +124,7 @@ def main():
     mean = sum(times) / len(times)
     print(f"  step: mean {mean * 1e3:.1f} ms, best {min(times) * 1e3:.1f} ms over {a.steps} steps "
           f"(loss {loss.item():.4f})")
+    print("STEP_MS " + " ".join(f"{t * 1e3:.2f}" for t in times))
     print(f"RESULT ms_per_step={mean * 1e3:.2f} best_ms={min(times) * 1e3:.2f}")
 
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "../common/et_pool.h"
 
 /* ------------------------------------------------------------------ config */
 
@@ -419,10 +420,20 @@ void gpt2_shard_init_random(gpt2_shard *sh, uint64_t seed)
     }
 }
 
-/* Zeroes every gradient (eagerly). */
+/* et_pool part: zero grads [b, e). */
+static void zero_part(void *ctx, size_t b, size_t e, int part)
+{
+    (void)part;
+    memset((float *)ctx + b, 0, (e - b) * sizeof(float));
+}
+
+/* Zeroes every gradient (eagerly), on the threads OpenBLAS may use: one
+ * core alone cannot write memory as fast as two (500 MB for GPT-2 124M). */
 void gpt2_shard_zero_grad(gpt2_shard *sh)
 {
-    memset(sh->grads, 0, sh->n_params * sizeof(float));
+    if (!sh->grads_zero)
+        et_pool_run(sh->n_params, (size_t)1 << 14, zero_part, sh->grads);
+    sh->grads_zero = 1;
     sh->grad_overwrite = 0;
 }
 
@@ -463,11 +474,14 @@ int gpt2_tokens_check(const gpt2_config *c, const int *tok, size_t n, const char
  * in backward (cheap), which keeps the per-layer memory at about
  * (2C + 4Cl + Fl) floats per token instead of adding 2C + Fl + nh*T more.
  * Scratch shared by all layers: lnbuf, part, dres [N,C]; gbuf, dfc [N,Fl];
- * dqkv [N,3Cl]; dy [N,Cl]; att [2*T*T]; stat [2N].
+ * dqkv [N,3Cl]; dy [N,Cl]; att [att_parts*2*T*T]; stat [2N]. att_parts: the
+ * threads attention may use (et_pool_threads() when the buffers were made,
+ * at most one per (b, h) pair).
  */
 struct gpt2_acts {
     int B, T, N, nb, C, Cl, Fl, nh, hs, V;
     int has_embed, has_head;
+    int att_parts; /* attention scratch slots */
     int valid;     /* last forward succeeded */
     float loss;
     long correct;
@@ -521,7 +535,7 @@ static size_t acts_layout(gpt2_acts *a, float *base)
     TAKE(a->dfc, nb ? N * (size_t)a->Fl : 0);
     TAKE(a->dqkv, nb ? N * 3 * (size_t)a->Cl : 0);
     TAKE(a->dy, nb ? N * (size_t)a->Cl : 0);
-    TAKE(a->att, nb ? 2 * (size_t)a->T * (size_t)a->T : 0);
+    TAKE(a->att, nb ? (size_t)a->att_parts * 2 * (size_t)a->T * (size_t)a->T : 0);
     TAKE(a->stat, 2 * N);
 #undef TAKE
     if (base) {
@@ -549,6 +563,8 @@ static int acts_shape(gpt2_acts *a, const gpt2_shard *sh, int B, int T)
     a->V = sh->cfg.vocab_size;
     a->has_embed = sh->spec.has_embed != 0;
     a->has_head = sh->spec.has_head != 0;
+    long pairs = (long)B * (a->nh > 0 ? a->nh : 1);
+    a->att_parts = et_pool_threads() < pairs ? et_pool_threads() : (int)pairs;
     return 0;
 }
 
@@ -660,7 +676,7 @@ static void block_forward(const gpt2_shard *sh, gpt2_acts *a, int l, const gpt2_
     k_layernorm_forward(a->lnbuf, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, x_in,
                         p->ln1_w, p->ln1_b, N, C);
     k_matmul_forward(qkv, a->lnbuf, p->qkv_w, p->qkv_b, N, C, 3 * Cl);
-    k_attention_forward(atty, st, a->att, qkv, a->B, a->T, a->nh, a->hs);
+    k_attention_forward(atty, st, a->att, a->att_parts, qkv, a->B, a->T, a->nh, a->hs);
     k_matmul_forward(a->part, atty, p->attproj_w, NULL, N, Cl, C);
     tp_sum(sh, tp, a->part, NC);
     k_residual_forward(x2, x_in, a->part, p->attproj_b, N, C);
@@ -754,7 +770,7 @@ static void block_backward(gpt2_shard *sh, gpt2_acts *a, int l, const gpt2_tp *t
     /* attention: x2 = x_in + attn(ln1(x_in)) Wproj + bproj */
     k_matmul_backward(a->dy, g->attproj_w, g->attproj_b, a->dres, atty, p->attproj_w, N, Cl, C, 0,
                       acc_w);
-    k_attention_backward(a->dqkv, a->att, a->dy, qkv, st, a->B, a->T, a->nh, a->hs, 0);
+    k_attention_backward(a->dqkv, a->att, a->att_parts, a->dy, qkv, st, a->B, a->T, a->nh, a->hs, 0);
     k_layernorm_forward(a->lnbuf, smean, srstd, x_in, p->ln1_w, p->ln1_b, N, C);
     k_matmul_backward(a->part, g->qkv_w, g->qkv_b, a->dqkv, a->lnbuf, p->qkv_w, N, C, 3 * Cl, 0,
                       acc_w);
@@ -777,6 +793,7 @@ void gpt2_backward(gpt2_shard *sh, gpt2_acts *a, const int *tokens, const float 
         return;
     }
     const int acc_w = !sh->grad_overwrite;
+    sh->grads_zero = 0;
     if (a->has_head) {
         /* logits = ln_f(x) wte^T; the logits buffer becomes dlogits in place */
         k_layernorm_forward(a->lnbuf, a->stat, a->stat + N, gpt2_acts_out(a), sh->lnf_w,

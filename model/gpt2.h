@@ -108,6 +108,12 @@ typedef struct gpt2_shard {
     /* 1 after gpt2_shard_discard_grad: the next gpt2_backward writes the
      * parameter gradients instead of adding to them. */
     int grad_overwrite;
+    /* 1 while every gradient is known to be 0: set by optim_step (which
+     * consumes the gradients, leaving zeros) and gpt2_shard_zero_grad,
+     * cleared by gpt2_backward. gpt2_shard_zero_grad then has nothing to
+     * write (GPT-2 124M: 500 MB a step). Code that writes sh->grads itself
+     * must set it to 0. */
+    int grads_zero;
 } gpt2_shard;
 
 /* Allocate a shard (params and grads zeroed). NULL with e set if the spec is
@@ -121,6 +127,7 @@ gpt2_tensor *gpt2_shard_tensor(gpt2_shard *sh, const char *name);
  * zero biases, unit LayerNorm weights. Element i of every full tensor is a pure
  * function of (seed, tensor name, i), so every plan draws the same model. */
 void gpt2_shard_init_random(gpt2_shard *sh, uint64_t seed);
+/* Every gradient 0 (a no-op when sh->grads_zero says they already are). */
 void gpt2_shard_zero_grad(gpt2_shard *sh);
 /* The cheap alternative to zero_grad for a training step: marks the gradients
  * as zero without touching memory (4 bytes per parameter not written). The

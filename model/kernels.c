@@ -13,6 +13,8 @@
 
 #include "kernels.h"
 
+#include "../common/et_pool.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -34,6 +36,19 @@ extern float expf(float) __attribute__((__simd__("notinbranch"), __const__));
 extern float tanhf(float) __attribute__((__simd__("notinbranch")));
 #endif
 #endif
+
+/* Elementwise loops split over the pool's threads (common/et_pool.h) in
+ * parts of at least K_GRAIN elements; row loops in parts of at least
+ * K_GRAIN elements' worth of rows. Every split here is bit-for-bit neutral:
+ * each output element is computed by exactly the same operations whatever
+ * the thread count. */
+#define K_GRAIN 16384
+
+static size_t rows_grain(int C)
+{
+    size_t g = K_GRAIN / (size_t)(C > 0 ? C : 1);
+    return g ? g : 1;
+}
 
 /* ------------------------------------------------------------------ encoder */
 
@@ -78,13 +93,22 @@ void k_encoder_backward(float *dwte, float *dwpe, const float *dout, const int *
 /* ---------------------------------------------------------------- layernorm */
 
 /* Row-wise normalisation with the biased variance, two passes over the row
- * (mean, then centred squares) for accuracy. */
-void k_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                         const float *w, const float *b, int N, int C)
+ * (mean, then centred squares) for accuracy; rows [b, e). */
+typedef struct {
+    float *out, *mean, *rstd;
+    const float *inp, *w, *b;
+    int C;
+} ln_fwd_job;
+
+static void ln_fwd_part(void *vctx, size_t rb, size_t re, int part)
 {
-    for (int n = 0; n < N; n++) {
-        const float *restrict x = inp + (size_t)n * C;
-        float *restrict o = out + (size_t)n * C;
+    (void)part;
+    const ln_fwd_job *j = vctx;
+    const int C = j->C;
+    const float *restrict w = j->w, *restrict bias = j->b;
+    for (size_t n = rb; n < re; n++) {
+        const float *restrict x = j->inp + n * C;
+        float *restrict o = j->out + n * C;
         float s = 0.0f;
         for (int i = 0; i < C; i++)
             s += x[i];
@@ -96,10 +120,18 @@ void k_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
         }
         float r = 1.0f / sqrtf(v / (float)C + K_LN_EPS);
         for (int i = 0; i < C; i++)
-            o[i] = (x[i] - m) * r * w[i] + b[i];
-        mean[n] = m;
-        rstd[n] = r;
+            o[i] = (x[i] - m) * r * w[i] + bias[i];
+        j->mean[n] = m;
+        j->rstd[n] = r;
     }
+}
+
+/* Rows are independent: split over the pool's threads. */
+void k_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                         const float *w, const float *b, int N, int C)
+{
+    ln_fwd_job j = {out, mean, rstd, inp, w, b, C};
+    et_pool_run((size_t)N, rows_grain(C), ln_fwd_part, &j);
 }
 
 /* One row of the LayerNorm backward (see below); restrict parameters so
@@ -206,16 +238,25 @@ void k_bias_backward(float *dbias, const float *dout, int N, int O, int acc)
 
 /* ----------------------------------------------------------------- residual */
 
-/* Elementwise sum of two streams plus an optional broadcast bias. No restrict
- * on out: the caller may add into a in place. */
-void k_residual_forward(float *out, const float *a, const float *b, const float *bias,
-                        int N, int C)
+/* Elementwise sum of two streams plus an optional broadcast bias, rows
+ * [b, e). No restrict on out: the caller may add into a in place. */
+typedef struct {
+    float *out;
+    const float *a, *b, *bias;
+    int C;
+} res_job;
+
+static void res_fwd_part(void *vctx, size_t rb, size_t re, int part)
 {
-    for (int n = 0; n < N; n++) {
-        float *o = out + (size_t)n * C;
-        const float *x = a + (size_t)n * C;
-        const float *restrict y = b + (size_t)n * C;
-        if (bias) {
+    (void)part;
+    const res_job *j = vctx;
+    const int C = j->C;
+    for (size_t n = rb; n < re; n++) {
+        float *o = j->out + n * C;
+        const float *x = j->a + n * C;
+        const float *restrict y = j->b + n * C;
+        if (j->bias) {
+            const float *restrict bias = j->bias;
             for (int i = 0; i < C; i++)
                 o[i] = x[i] + y[i] + bias[i];
         } else {
@@ -223,6 +264,13 @@ void k_residual_forward(float *out, const float *a, const float *b, const float 
                 o[i] = x[i] + y[i];
         }
     }
+}
+
+void k_residual_forward(float *out, const float *a, const float *b, const float *bias,
+                        int N, int C)
+{
+    res_job j = {out, a, b, bias, C};
+    et_pool_run((size_t)N, rows_grain(C), res_fwd_part, &j);
 }
 
 /* The gradient of a sum flows unchanged to both operands and the bias. */
@@ -248,32 +296,55 @@ void k_residual_backward(float *da, float *db, float *dbias, const float *dout, 
 #define GELU_K0 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_K1 0.044715f
 
-/* GELU with the tanh approximation, elementwise. */
-void k_gelu_forward(float *out, const float *inp, size_t n)
+/* GELU with the tanh approximation, elementwise over [b, e). */
+static void gelu_fwd_part(void *vctx, size_t b, size_t e, int part)
 {
-    float *restrict o = out;
-    const float *restrict x = inp;
-    for (size_t i = 0; i < n; i++) {
+    (void)part;
+    float **io = vctx;
+    float *restrict o = io[0];
+    const float *restrict x = io[1];
+    for (size_t i = b; i < e; i++) {
         float u = GELU_K0 * (x[i] + GELU_K1 * x[i] * x[i] * x[i]);
         o[i] = 0.5f * x[i] * (1.0f + tanhf(u));
     }
 }
 
+/* Elementwise, so split over the pool's threads (et_pool.h) bit for bit. */
+void k_gelu_forward(float *out, const float *inp, size_t n)
+{
+    float *io[2] = {out, (float *)inp};
+    et_pool_run(n, K_GRAIN, gelu_fwd_part, io);
+}
+
 /* d/dx [0.5 x (1 + tanh u)] = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx,
  * du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2). */
-void k_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int acc)
+typedef struct {
+    float *dinp;
+    const float *inp, *dout;
+    float keep;
+} gelu_bwd_job;
+
+static void gelu_bwd_part(void *vctx, size_t b, size_t e, int part)
 {
-    float *restrict g = dinp;
-    const float *restrict x = inp;
-    const float *restrict d = dout;
-    const float keep = acc ? 1.0f : 0.0f;
-    for (size_t i = 0; i < n; i++) {
+    (void)part;
+    const gelu_bwd_job *j = vctx;
+    float *restrict g = j->dinp;
+    const float *restrict x = j->inp;
+    const float *restrict d = j->dout;
+    const float keep = j->keep;
+    for (size_t i = b; i < e; i++) {
         float x2 = x[i] * x[i];
         float th = tanhf(GELU_K0 * (x[i] + GELU_K1 * x2 * x[i]));
         float du = GELU_K0 * (1.0f + 3.0f * GELU_K1 * x2);
         float dg = 0.5f * (1.0f + th) + 0.5f * x[i] * (1.0f - th * th) * du;
         g[i] = keep * g[i] + dg * d[i];
     }
+}
+
+void k_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int acc)
+{
+    gelu_bwd_job j = {dinp, inp, dout, acc ? 1.0f : 0.0f};
+    et_pool_run(n, K_GRAIN, gelu_bwd_part, &j);
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -300,80 +371,125 @@ static void row_scale_mask(float *restrict row, int t, int T, float inv)
         row[j] = 0.0f;
 }
 
+/* Attention runs the (b, h) pairs on the pool's threads, each part with its
+ * own T*T (forward) or 2*T*T (backward) floats of scratch; OpenBLAS is held
+ * at one thread meanwhile, so that each part's small sgemms run on the
+ * part's own core (and never call into OpenBLAS's threads concurrently).
+ * Each pair's math is the same whatever the split. */
+typedef struct {
+    float *out, *stats, *scratch;
+    const float *qkv, *dout;
+    float *dqkv;
+    int B, T, NH, hs, acc;
+    size_t scratch_per_part;
+} att_job;
+
+/* Pool-split over pairs, at most `parts` parts; OpenBLAS single-threaded
+ * while more than one part runs. */
+static void att_run(att_job *j, int parts, et_pool_fn fn)
+{
+    size_t pairs = (size_t)j->B * (size_t)j->NH;
+    if (parts < 1)
+        parts = 1;
+    size_t grain = (pairs + (size_t)parts - 1) / (size_t)parts; /* <= parts parts */
+    int bt = openblas_get_num_threads();
+    int split = et_pool_threads() > 1 && parts > 1 && pairs > 1;
+    if (split)
+        openblas_set_num_threads(1);
+    et_pool_run(pairs, split ? grain : pairs, fn, j);
+    if (split)
+        openblas_set_num_threads(bt);
+}
+
 /* Per (b, h): S = scale q k^T (sgemm), causal softmax row by row, Y = P v
  * (sgemm), keeping only the per-row max and 1/sum. */
-void k_attention_forward(float *out, float *stats, float *scratch, const float *qkv,
+static void att_fwd_part(void *vctx, size_t pb, size_t pe, int part)
+{
+    const att_job *j = vctx;
+    const int T = j->T, NH = j->NH, hs = j->hs, Cw = NH * hs, ld = 3 * Cw;
+    const float scale = 1.0f / sqrtf((float)hs);
+    float *scratch = j->scratch + (size_t)part * j->scratch_per_part;
+    for (size_t pr = pb; pr < pe; pr++) {
+        int b = (int)(pr / (size_t)NH), h = (int)(pr % (size_t)NH);
+        const float *q = j->qkv + (size_t)b * T * ld + (size_t)h * hs;
+        const float *k = q + Cw, *v = q + 2 * Cw;
+        float *st = j->stats + ((size_t)b * NH + h) * T * 2;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld,
+                    0.0f, scratch, T);
+        for (int t = 0; t < T; t++) {
+            float *row = scratch + (size_t)t * T;
+            float m = row[0];
+            for (int i = 1; i <= t; i++)
+                m = row[i] > m ? row[i] : m;
+            float inv = 1.0f / row_exp(row, t + 1, m);
+            row_scale_mask(row, t, T, inv);
+            st[2 * t] = m;
+            st[2 * t + 1] = inv;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, scratch, T, v,
+                    ld, 0.0f, j->out + (size_t)b * T * Cw + (size_t)h * hs, Cw);
+    }
+}
+
+void k_attention_forward(float *out, float *stats, float *scratch, int parts, const float *qkv,
                          int B, int T, int NH, int hs)
 {
-    const int Cw = NH * hs, ld = 3 * Cw;
-    const float scale = 1.0f / sqrtf((float)hs);
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hs;
-            const float *k = q + Cw, *v = q + 2 * Cw;
-            float *st = stats + ((size_t)b * NH + h) * T * 2;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld,
-                        0.0f, scratch, T);
-            for (int t = 0; t < T; t++) {
-                float *row = scratch + (size_t)t * T;
-                float m = row[0];
-                for (int j = 1; j <= t; j++)
-                    m = row[j] > m ? row[j] : m;
-                float inv = 1.0f / row_exp(row, t + 1, m);
-                row_scale_mask(row, t, T, inv);
-                st[2 * t] = m;
-                st[2 * t + 1] = inv;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, scratch, T, v,
-                        ld, 0.0f, out + (size_t)b * T * Cw + (size_t)h * hs, Cw);
-        }
-    }
+    att_job j = {out, stats, scratch, qkv, NULL, NULL, B, T, NH, hs, 0, (size_t)T * T};
+    att_run(&j, parts, att_fwd_part);
 }
 
 /* Per (b, h), with P recomputed from q, k and the stats:
  * dP = dY v^T, dv = P^T dY, dS = P * (dP - rowsum(P * dP)),
  * dq = scale dS k, dk = scale dS^T q (five sgemms, one recompute). */
-void k_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                          const float *stats, int B, int T, int NH, int hs, int acc)
+static void att_bwd_part(void *vctx, size_t pb, size_t pe, int part)
 {
-    const int Cw = NH * hs, ld = 3 * Cw;
+    const att_job *j = vctx;
+    const int T = j->T, NH = j->NH, hs = j->hs, Cw = NH * hs, ld = 3 * Cw;
     const float scale = 1.0f / sqrtf((float)hs);
-    const float beta = acc ? 1.0f : 0.0f;
-    float *P = scratch, *dP = scratch + (size_t)T * T;
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            size_t off = (size_t)b * T * ld + (size_t)h * hs;
-            const float *q = qkv + off, *k = q + Cw, *v = q + 2 * Cw;
-            float *dq = dqkv + off, *dk = dq + Cw, *dv = dq + 2 * Cw;
-            const float *dy = dout + (size_t)b * T * Cw + (size_t)h * hs;
-            const float *st = stats + ((size_t)b * NH + h) * T * 2;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld,
-                        0.0f, P, T);
-            for (int t = 0; t < T; t++) {
-                row_exp(P + (size_t)t * T, t + 1, st[2 * t]);
-                row_scale_mask(P + (size_t)t * T, t, T, st[2 * t + 1]);
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, Cw, v, ld,
-                        0.0f, dP, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, P, T, dy, Cw,
-                        beta, dv, ld);
-            for (int t = 0; t < T; t++) {
-                const float *restrict p = P + (size_t)t * T;
-                float *restrict d = dP + (size_t)t * T;
-                float dot = 0.0f;
-                for (int j = 0; j <= t; j++)
-                    dot += p[j] * d[j];
-                for (int j = 0; j <= t; j++)
-                    d[j] = p[j] * (d[j] - dot);
-                for (int j = t + 1; j < T; j++)
-                    d[j] = 0.0f;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, dP, T, k, ld,
-                        beta, dq, ld);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, dP, T, q, ld,
-                        beta, dk, ld);
+    const float beta = j->acc ? 1.0f : 0.0f;
+    float *P = j->scratch + (size_t)part * j->scratch_per_part, *dP = P + (size_t)T * T;
+    for (size_t pr = pb; pr < pe; pr++) {
+        int b = (int)(pr / (size_t)NH), h = (int)(pr % (size_t)NH);
+        size_t off = (size_t)b * T * ld + (size_t)h * hs;
+        const float *q = j->qkv + off, *k = q + Cw, *v = q + 2 * Cw;
+        float *dq = j->dqkv + off, *dk = dq + Cw, *dv = dq + 2 * Cw;
+        const float *dy = j->dout + (size_t)b * T * Cw + (size_t)h * hs;
+        const float *st = j->stats + ((size_t)b * NH + h) * T * 2;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld,
+                    0.0f, P, T);
+        for (int t = 0; t < T; t++) {
+            row_exp(P + (size_t)t * T, t + 1, st[2 * t]);
+            row_scale_mask(P + (size_t)t * T, t, T, st[2 * t + 1]);
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, Cw, v, ld,
+                    0.0f, dP, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, P, T, dy, Cw,
+                    beta, dv, ld);
+        for (int t = 0; t < T; t++) {
+            const float *restrict p = P + (size_t)t * T;
+            float *restrict d = dP + (size_t)t * T;
+            float dot = 0.0f;
+            for (int i = 0; i <= t; i++)
+                dot += p[i] * d[i];
+            for (int i = 0; i <= t; i++)
+                d[i] = p[i] * (d[i] - dot);
+            for (int i = t + 1; i < T; i++)
+                d[i] = 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, dP, T, k, ld,
+                    beta, dq, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, dP, T, q, ld,
+                    beta, dk, ld);
     }
+}
+
+void k_attention_backward(float *dqkv, float *scratch, int parts, const float *dout,
+                          const float *qkv, const float *stats, int B, int T, int NH, int hs,
+                          int acc)
+{
+    att_job j = {NULL, (float *)stats, scratch, qkv, dout, dqkv, B, T, NH, hs, acc,
+                 2 * (size_t)T * T};
+    att_run(&j, parts, att_bwd_part);
 }
 
 /* ------------------------------------------------------------ cross-entropy */
@@ -450,21 +566,65 @@ static float row_sumexp(const float *restrict x, int V, float m)
 }
 
 /* Per row: max and argmax (one pass), sum of exponentials (a second pass
- * over the same row, now in cache), lse = max + log(sum). */
+ * over the same row, now in cache), lse = max + log(sum). The rows are cut
+ * into a fixed grid of CE_ROWS-row chunks whose loss sums (in double) and
+ * hit counts are kept per chunk and added in chunk order afterwards: the
+ * pool may split the rows over threads, and the result does not depend on
+ * how. */
+#define CE_ROWS 16
+#define CE_WINDOW 256 /* chunks per pool loop: the partials live on the stack */
+
+typedef struct {
+    float *lse;
+    const float *logits;
+    const int *targets;
+    int V;
+    size_t row0;           /* first row of this window */
+    double part_loss[CE_WINDOW];
+    long part_ok[CE_WINDOW];
+} ce_fwd_job;
+
+static void ce_fwd_part(void *vctx, size_t rb, size_t re, int part)
+{
+    (void)part;
+    ce_fwd_job *j = vctx;
+    const int V = j->V;
+    for (size_t c0 = rb; c0 < re; c0 += CE_ROWS) {
+        size_t c1 = c0 + CE_ROWS < re ? c0 + CE_ROWS : re;
+        double total = 0.0;
+        long ok = 0;
+        for (size_t r = c0; r < c1; r++) {
+            size_t n = j->row0 + r;
+            const float *x = j->logits + n * V;
+            int am;
+            float m = row_max(x, V, &am);
+            float ls = logf(row_sumexp(x, V, m));
+            j->lse[n] = m + ls;
+            /* (max - target) + log(sum), in double: exact for large logits too */
+            total += ((double)m - (double)x[j->targets[n]]) + (double)ls;
+            ok += am == j->targets[n];
+        }
+        j->part_loss[c0 / CE_ROWS] = total;
+        j->part_ok[c0 / CE_ROWS] = ok;
+    }
+}
+
 double k_crossentropy_forward(float *lse, long *correct, const float *logits,
                               const int *targets, int N, int V)
 {
+    ce_fwd_job j;
+    j.lse = lse, j.logits = logits, j.targets = targets, j.V = V;
     double total = 0.0;
     long ok = 0;
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * V;
-        int am;
-        float m = row_max(x, V, &am);
-        float ls = logf(row_sumexp(x, V, m));
-        lse[n] = m + ls;
-        /* (max - target) + log(sum), in double: exact for large logits too */
-        total += ((double)m - (double)x[targets[n]]) + (double)ls;
-        ok += am == targets[n];
+    for (j.row0 = 0; j.row0 < (size_t)N; j.row0 += CE_ROWS * CE_WINDOW) {
+        size_t n = (size_t)N - j.row0;
+        if (n > CE_ROWS * CE_WINDOW)
+            n = CE_ROWS * CE_WINDOW;
+        et_pool_run(n, CE_ROWS, ce_fwd_part, &j);
+        for (size_t c = 0; c < (n + CE_ROWS - 1) / CE_ROWS; c++) {
+            total += j.part_loss[c];
+            ok += j.part_ok[c];
+        }
     }
     *correct += ok;
     return total;
@@ -484,17 +644,35 @@ static void ce_row_grad_inplace(float *restrict x, int V, float l, float s)
         x[j] = s * expf(x[j] - l);
 }
 
-/* dlogits = dloss * (softmax - onehot(target)), row by row. */
+/* dlogits = dloss * (softmax - onehot(target)), row by row (rows split
+ * over the pool's threads). */
+typedef struct {
+    float *dlogits;
+    const float *logits, *lse;
+    const int *targets;
+    float dloss;
+    int V;
+} ce_bwd_job;
+
+static void ce_bwd_part(void *vctx, size_t rb, size_t re, int part)
+{
+    (void)part;
+    const ce_bwd_job *j = vctx;
+    const int V = j->V;
+    for (size_t n = rb; n < re; n++) {
+        float *d = j->dlogits + n * V;
+        const float *x = j->logits + n * V;
+        if (d == x)
+            ce_row_grad_inplace(d, V, j->lse[n], j->dloss);
+        else
+            ce_row_grad(d, x, V, j->lse[n], j->dloss);
+        d[j->targets[n]] -= j->dloss;
+    }
+}
+
 void k_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
                              const int *targets, float dloss, int N, int V)
 {
-    for (int n = 0; n < N; n++) {
-        float *d = dlogits + (size_t)n * V;
-        const float *x = logits + (size_t)n * V;
-        if (d == x)
-            ce_row_grad_inplace(d, V, lse[n], dloss);
-        else
-            ce_row_grad(d, x, V, lse[n], dloss);
-        d[targets[n]] -= dloss;
-    }
+    ce_bwd_job j = {dlogits, logits, lse, targets, dloss, V};
+    et_pool_run((size_t)N, rows_grain(V), ce_bwd_part, &j);
 }

@@ -81,14 +81,18 @@ void k_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n,
  * [NH*hs] (head h at columns h*hs). For each (b, h): S = q k^T / sqrt(hs)
  * and Y = V weighted by softmax(S) over positions <= t, through cblas_sgemm.
  * The probabilities are not kept: stats[B,NH,T,2] receives each row's max
- * and 1/sum so that the backward recomputes them exactly. scratch holds T*T
- * floats. */
-void k_attention_forward(float *out, float *stats, float *scratch, const float *qkv,
+ * and 1/sum so that the backward recomputes them exactly. scratch holds
+ * parts*T*T floats: the (b, h) pairs may run on up to `parts` threads of the
+ * pool (common/et_pool.h), each with its own T*T; the result is the same
+ * for any parts >= 1. */
+void k_attention_forward(float *out, float *stats, float *scratch, int parts, const float *qkv,
                          int B, int T, int NH, int hs);
 /* dqkv (+)= gradient w.r.t. qkv given dout[B*T, NH*hs] (acc: see top),
- * recomputing the probabilities from qkv and stats. scratch holds 2*T*T floats. */
-void k_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                          const float *stats, int B, int T, int NH, int hs, int acc);
+ * recomputing the probabilities from qkv and stats. scratch holds
+ * parts*2*T*T floats (parts as in the forward). */
+void k_attention_backward(float *dqkv, float *scratch, int parts, const float *dout,
+                          const float *qkv, const float *stats, int B, int T, int NH, int hs,
+                          int acc);
 
 /* Softmax cross-entropy over logits[N,V] with targets[N] in [0, V), one pass
  * per row (the row stays in cache): lse[n] = log sum_j exp(logits[n,j]).

@@ -12,6 +12,8 @@
 
 #include "optim.h"
 
+#include "../common/et_pool.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,19 +104,57 @@ static int is_wte(const gpt2_shard *sh, const gpt2_tensor *t)
     return sh->g_wte != NULL && sh->grads + t->offset == sh->g_wte;
 }
 
+/* The gradient norm runs as one et_pool loop over the flat buffer, cut into
+ * fixed chunks of SQ_CHUNK floats; chunk c's sum of squares (of the tensors
+ * that count, restricted to the chunk) lands in part[c], and the chunks are
+ * added in order afterwards. The grid does not depend on the thread count,
+ * so neither does the result, to the last bit. */
+#define SQ_CHUNK ((size_t)1 << 16)
+#define SQ_WINDOW 2048 /* chunks per loop: the partials live on the stack */
+
+typedef struct {
+    const gpt2_shard *sh;
+    int count_replicated, skip_wte;
+    size_t base;   /* buffer offset of chunk 0 of this window */
+    double *part;  /* [SQ_WINDOW] */
+} sq_job;
+
+/* Chunks [b/SQ_CHUNK, e/SQ_CHUNK) of the window (b, e relative to base). */
+static void sq_part(void *vctx, size_t b, size_t e, int part)
+{
+    (void)part;
+    const sq_job *j = vctx;
+    const gpt2_shard *sh = j->sh;
+    for (size_t c0 = b; c0 < e; c0 += SQ_CHUNK) {
+        size_t lo = j->base + c0, hi = j->base + (c0 + SQ_CHUNK < e ? c0 + SQ_CHUNK : e);
+        double acc = 0.0;
+        for (int i = 0; i < sh->n_tensors; i++) {
+            const gpt2_tensor *t = &sh->tensors[i];
+            if ((!t->sharded && !j->count_replicated) || (j->skip_wte && is_wte(sh, t)))
+                continue;
+            size_t tb = t->offset > lo ? t->offset : lo;
+            size_t te = t->offset + t->numel < hi ? t->offset + t->numel : hi;
+            if (tb < te)
+                acc += sqsum(sh->grads + tb, te - tb);
+        }
+        j->part[c0 / SQ_CHUNK] = acc;
+    }
+}
+
 /* See optim.h. Gradients discarded by gpt2_shard_discard_grad count as 0. */
 double optim_grad_sqsum(const gpt2_shard *sh, int count_replicated, int skip_wte)
 {
     if (sh->grad_overwrite)
         return 0.0;
-    double total = 0.0;
-    for (int i = 0; i < sh->n_tensors; i++) {
-        const gpt2_tensor *t = &sh->tensors[i];
-        if (!t->sharded && !count_replicated)
-            continue;
-        if (skip_wte && is_wte(sh, t))
-            continue;
-        total += sqsum(sh->grads + t->offset, t->numel);
+    double part[SQ_WINDOW], total = 0.0;
+    sq_job j = {sh, count_replicated, skip_wte, 0, part};
+    for (j.base = 0; j.base < sh->n_params; j.base += SQ_WINDOW * SQ_CHUNK) {
+        size_t n = sh->n_params - j.base;
+        if (n > SQ_WINDOW * SQ_CHUNK)
+            n = SQ_WINDOW * SQ_CHUNK;
+        et_pool_run(n, SQ_CHUNK, sq_part, &j);
+        for (size_t c = 0; c < (n + SQ_CHUNK - 1) / SQ_CHUNK; c++)
+            total += part[c];
     }
     return total;
 }
@@ -125,14 +165,17 @@ double optim_grad_sqsum(const gpt2_shard *sh, int count_replicated, int skip_wte
  *   m = beta1 m + (1 - beta1) g
  *   v = beta2 v + (1 - beta2) g^2
  *   p = p - (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
- * with g = grad * grad_scale (the clipping multiplies the grads first). */
-static void adamw_run(float *restrict p, const float *restrict grad, float *restrict m,
+ * with g = grad * grad_scale (the clipping multiplies the grads first). The
+ * gradient is consumed: zeroed once read, in the same pass (its cache line
+ * is already there), which spares the next step's zero_grad a full pass. */
+static void adamw_run(float *restrict p, float *restrict grad, float *restrict m,
                       float *restrict v, size_t n, float gscale, float decay_mul, float b1,
                       float b2, float step, float inv_bc2_sqrt, float eps)
 {
     const float omb1 = 1.0f - b1, omb2 = 1.0f - b2;
     for (size_t i = 0; i < n; i++) {
         float g = grad[i] * gscale;
+        grad[i] = 0.0f;
         float mi = b1 * m[i] + omb1 * g;
         float vi = b2 * v[i] + omb2 * (g * g);
         m[i] = mi;
@@ -143,14 +186,16 @@ static void adamw_run(float *restrict p, const float *restrict grad, float *rest
 }
 
 /* The same update with a zero gradient (after gpt2_shard_discard_grad with
- * no backward): the moments decay, the parameters still move. */
-static void adamw_run_zero(float *restrict p, float *restrict m, float *restrict v, size_t n,
-                           float decay_mul, float b1, float b2, float step, float inv_bc2_sqrt,
-                           float eps)
+ * no backward): the moments decay, the parameters still move; the unread
+ * gradients are set to 0 as well. */
+static void adamw_run_zero(float *restrict p, float *restrict grad, float *restrict m,
+                           float *restrict v, size_t n, float decay_mul, float b1, float b2,
+                           float step, float inv_bc2_sqrt, float eps)
 {
     for (size_t i = 0; i < n; i++) {
         float mi = b1 * m[i];
         float vi = b2 * v[i];
+        grad[i] = 0.0f;
         m[i] = mi;
         v[i] = vi;
         float denom = sqrtf(vi) * inv_bc2_sqrt + eps;
@@ -158,26 +203,55 @@ static void adamw_run_zero(float *restrict p, float *restrict m, float *restrict
     }
 }
 
-/* One pass per tensor: the per-tensor decay flag picks the decay factor;
- * bias corrections use t = s + 1. */
+/* AdamW as one et_pool loop over the flat buffer: each part updates the
+ * pieces of the tensors that fall in its range, with the tensor's decay
+ * factor. Element-wise, so the result does not depend on the split. */
+typedef struct {
+    gpt2_shard *sh;
+    optim_state *st;
+    float gscale, decay_mul, b1, b2, step, inv_bc2_sqrt, eps;
+} adam_job;
+
+static void adam_part(void *vctx, size_t b, size_t e, int part)
+{
+    (void)part;
+    const adam_job *j = vctx;
+    gpt2_shard *sh = j->sh;
+    for (int i = 0; i < sh->n_tensors; i++) {
+        const gpt2_tensor *tn = &sh->tensors[i];
+        size_t lo = tn->offset > b ? tn->offset : b;
+        size_t hi = tn->offset + tn->numel < e ? tn->offset + tn->numel : e;
+        if (lo >= hi)
+            continue;
+        float decay_mul = tn->decay ? j->decay_mul : 1.0f;
+        float *p = sh->params + lo, *m = j->st->m + lo, *v = j->st->v + lo;
+        if (sh->grad_overwrite)
+            adamw_run_zero(p, sh->grads + lo, m, v, hi - lo, decay_mul, j->b1, j->b2, j->step,
+                           j->inv_bc2_sqrt, j->eps);
+        else
+            adamw_run(p, sh->grads + lo, m, v, hi - lo, j->gscale, decay_mul, j->b1, j->b2,
+                      j->step, j->inv_bc2_sqrt, j->eps);
+    }
+}
+
+/* Bias corrections use t = s + 1; the parts split at multiples of 16 KiB
+ * floats (whole cache lines, whole vectors). */
 void optim_step(gpt2_shard *sh, optim_state *st, const optim_config *o, long s, double grad_scale)
 {
     const double lr = optim_lr_at(o, s);
     const double t = (double)(s + 1);
     const double bc1 = 1.0 - pow(o->beta1, t);
     const double bc2 = 1.0 - pow(o->beta2, t);
-    const float step = (float)(lr / bc1);
-    const float inv_bc2_sqrt = (float)(1.0 / sqrt(bc2));
-    for (int i = 0; i < sh->n_tensors; i++) {
-        const gpt2_tensor *tn = &sh->tensors[i];
-        float decay_mul = tn->decay ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
-        float *p = sh->params + tn->offset;
-        float *m = st->m + tn->offset, *v = st->v + tn->offset;
-        if (sh->grad_overwrite)
-            adamw_run_zero(p, m, v, tn->numel, decay_mul, (float)o->beta1, (float)o->beta2, step,
-                           inv_bc2_sqrt, (float)o->eps);
-        else
-            adamw_run(p, sh->grads + tn->offset, m, v, tn->numel, (float)grad_scale, decay_mul,
-                      (float)o->beta1, (float)o->beta2, step, inv_bc2_sqrt, (float)o->eps);
-    }
+    adam_job j = {sh,
+                  st,
+                  (float)grad_scale,
+                  (float)(1.0 - lr * o->weight_decay),
+                  (float)o->beta1,
+                  (float)o->beta2,
+                  (float)(lr / bc1),
+                  (float)(1.0 / sqrt(bc2)),
+                  (float)o->eps};
+    et_pool_run(sh->n_params, (size_t)1 << 14, adam_part, &j);
+    sh->grads_zero = 1; /* consumed (see adamw_run) */
+    sh->grad_overwrite = 0;
 }

@@ -45,7 +45,10 @@ void optim_state_free(optim_state *st);
 double optim_grad_sqsum(const gpt2_shard *sh, int count_replicated, int skip_wte);
 
 /* One AdamW step at 0-based step s (bias correction uses t = s+1), with every
- * gradient multiplied by grad_scale first (clipping). */
+ * gradient multiplied by grad_scale first (clipping). The gradients are
+ * consumed: every one is 0 afterwards (sh->grads_zero set, as after
+ * gpt2_shard_zero_grad), so the next step's zero_grad writes nothing. Runs
+ * on the threads of common/et_pool.h; the result does not depend on them. */
 void optim_step(gpt2_shard *sh, optim_state *st, const optim_config *o, long s, double grad_scale);
 
 #endif

@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/et_pool.h"
 #include "../model/gpt2.h"
+#include "../model/optim.h"
 
 enum { L = 2, C = 36, NH = 3, HS = 12, V = 97, BLOCK = 8, B = 2, T = 7, N = B * T };
 
@@ -705,6 +707,70 @@ START_TEST(test_logits_and_accuracy_are_exposed_after_forward)
 }
 END_TEST
 
+/* One training step (forward, backward, norm, AdamW) of a model big enough
+ * that every pool-split loop really splits (gelu, LayerNorm, residual,
+ * attention pairs, cross-entropy rows, AdamW, the norm's chunks), on
+ * `threads` threads; returns loss and norm, leaves grads (before the step)
+ * and params (after) in the given arrays. */
+static void step_on_threads(int threads, float *loss, double *norm, float *grads, float *params,
+                            size_t *n)
+{
+    const gpt2_config mid = {2, 4, 64, 500, 128};
+    enum { MB = 4, MT = 100 };
+    et_pool_set_threads(threads);
+    gpt2_shard *sh = shard_or_die(&mid, spec_of(0, 1, 1, 1, 0, 1));
+    gpt2_shard_init_random(sh, 5);
+    gpt2_acts *a = gpt2_acts_new(sh, MB, MT);
+    ck_assert_ptr_nonnull(a);
+    static int tok[MB * MT], tg[MB * MT];
+    for (int i = 0; i < MB * MT; i++) {
+        tok[i] = (i * 37 + 11) % mid.vocab_size;
+        tg[i] = (i * 53 + 5) % mid.vocab_size;
+    }
+    optim_state *st = optim_state_new(sh);
+    optim_config o;
+    optim_config_default(&o);
+    o.weight_decay = 0.1;
+    gpt2_shard_zero_grad(sh);
+    *loss = gpt2_forward(sh, a, tok, NULL, tg, NULL);
+    gpt2_backward(sh, a, tok, NULL, 1.0f, NULL);
+    *norm = sqrt(optim_grad_sqsum(sh, 1, 0));
+    *n = sh->n_params;
+    memcpy(grads, sh->grads, sh->n_params * sizeof(float));
+    optim_step(sh, st, &o, 0, optim_clip_scale(&o, *norm));
+    memcpy(params, sh->params, sh->n_params * sizeof(float));
+    /* the step consumed the gradients: zero_grad has nothing left to do */
+    ck_assert_int_eq(sh->grads_zero, 1);
+    for (size_t i = 0; i < sh->n_params; i++)
+        ck_assert(sh->grads[i] == 0.0f);
+    optim_state_free(st);
+    gpt2_acts_free(a);
+    gpt2_shard_free(sh);
+    et_pool_set_threads(0);
+}
+
+START_TEST(test_training_step_is_bit_identical_on_1_2_and_3_threads)
+{
+    enum { CAP = 200000 };
+    float *g1 = malloc(CAP * sizeof(float)), *p1 = malloc(CAP * sizeof(float));
+    float *g2 = malloc(CAP * sizeof(float)), *p2 = malloc(CAP * sizeof(float));
+    float l1, l2;
+    double n1, n2;
+    size_t c1, c2;
+    step_on_threads(1, &l1, &n1, g1, p1, &c1);
+    ck_assert_uint_le(c1, CAP);
+    for (int t = 2; t <= 3; t++) {
+        step_on_threads(t, &l2, &n2, g2, p2, &c2);
+        ck_assert_uint_eq(c1, c2);
+        ck_assert_msg(memcmp(&l1, &l2, sizeof l1) == 0, "loss %.9g vs %.9g on %d threads", l1, l2, t);
+        ck_assert_msg(n1 == n2, "norm %.17g vs %.17g on %d threads", n1, n2, t);
+        ck_assert_msg(memcmp(g1, g2, c1 * sizeof(float)) == 0, "gradients differ on %d threads", t);
+        ck_assert_msg(memcmp(p1, p2, c1 * sizeof(float)) == 0, "parameters differ on %d threads", t);
+    }
+    free(g1), free(p1), free(g2), free(p2);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("gpt2");
@@ -720,6 +786,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_bad_tokens_give_nan_not_a_crash);
     tcase_add_test(tc, test_discard_grad_then_backward_equals_zero_grad_then_backward);
     tcase_add_test(tc, test_logits_and_accuracy_are_exposed_after_forward);
+    tcase_add_test(tc, test_training_step_is_bit_identical_on_1_2_and_3_threads);
     suite_add_tcase(s, tc);
     return s;
 }

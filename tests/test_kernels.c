@@ -482,7 +482,7 @@ START_TEST(test_attention_backward_matches_finite_differences)
     /* poison the scratch: masked positions must not leak */
     for (int i = 0; i < 2 * T * T; i++)
         scratch[i] = 1e30f;
-    k_attention_forward(out, st, scratch, qkv, B, T, NH, HS);
+    k_attention_forward(out, st, scratch, 1, qkv, B, T, NH, HS);
     att_obj(&c);
     ck_assert_double_le(rel_err(out, c.out, nc), FWD_TOL);
 
@@ -492,7 +492,7 @@ START_TEST(test_attention_backward_matches_finite_differences)
         memcpy(dq, dq0, sizeof(float) * nq);
         for (int i = 0; i < 2 * T * T; i++)
             scratch[i] = 1e30f;
-        k_attention_backward(dq, scratch, R, qkv, st, B, T, NH, HS, acc);
+        k_attention_backward(dq, scratch, 1, R, qkv, st, B, T, NH, HS, acc);
         ck_assert_double_le(acc ? rel_err_added(dq, dq0, g, nq) : rel_err(dq, g, nq), BWD_TOL);
     }
     free(g);

@@ -1,0 +1,165 @@
+/*
+ * test_pool — common/et_pool.h: a loop is split into contiguous parts whose
+ * boundaries are multiples of the grain, every index runs exactly once,
+ * on as many threads as asked (at most ET_POOL_MAX), one thread runs
+ * inline, a nested loop runs inline, and the pool survives many loops.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/et_pool.h"
+
+typedef struct {
+    atomic_int *hits;   /* [n] */
+    size_t grain;
+    atomic_int bad_bound, calls;
+    pthread_t caller;
+    atomic_int on_caller, parts_seen[ET_POOL_MAX];
+} cover;
+
+static void mark(void *vctx, size_t b, size_t e, int part)
+{
+    cover *c = vctx;
+    atomic_fetch_add(&c->calls, 1);
+    if (b % c->grain != 0 || b >= e)
+        atomic_store(&c->bad_bound, 1);
+    if (part >= 0 && part < ET_POOL_MAX)
+        atomic_fetch_add(&c->parts_seen[part], 1);
+    if (pthread_equal(pthread_self(), c->caller))
+        atomic_fetch_add(&c->on_caller, 1);
+    for (size_t i = b; i < e; i++)
+        atomic_fetch_add(&c->hits[i], 1);
+}
+
+/* Runs a covering loop; returns the parts et_pool_run reported. */
+static int run_cover(size_t n, size_t grain, cover *c)
+{
+    memset(c, 0, sizeof *c);
+    c->hits = calloc(n ? n : 1, sizeof(atomic_int));
+    c->grain = grain;
+    c->caller = pthread_self();
+    int parts = et_pool_run(n, grain, mark, c);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(atomic_load(&c->hits[i]) == 1, "index %zu ran %d times", i,
+                      atomic_load(&c->hits[i]));
+    ck_assert_int_eq(atomic_load(&c->bad_bound), 0);
+    for (int p = 0; p < ET_POOL_MAX; p++)
+        ck_assert_int_le(atomic_load(&c->parts_seen[p]), 1);
+    free(c->hits);
+    return parts;
+}
+
+START_TEST(test_every_index_runs_once_in_grain_aligned_parts)
+{
+    static const size_t ns[] = {1, 7, 64, 1000, 4097, 100003};
+    static const size_t grains[] = {1, 3, 64, 1024};
+    cover c;
+    for (int t = 1; t <= 5; t++) {
+        et_pool_set_threads(t);
+        ck_assert_int_eq(et_pool_threads(), t);
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+            for (size_t g = 0; g < sizeof grains / sizeof grains[0]; g++) {
+                size_t chunks = (ns[i] + grains[g] - 1) / grains[g];
+                int parts = run_cover(ns[i], grains[g], &c);
+                int want = (size_t)t < chunks ? t : (int)chunks;
+                ck_assert_int_eq(parts, want);
+                ck_assert_int_le(atomic_load(&c.calls), want);
+                ck_assert_int_ge(atomic_load(&c.on_caller), 1); /* part 0 runs on the caller */
+            }
+    }
+    et_pool_set_threads(0);
+}
+END_TEST
+
+START_TEST(test_one_thread_and_empty_loops_run_inline)
+{
+    cover c;
+    et_pool_set_threads(1);
+    ck_assert_int_eq(run_cover(100000, 1, &c), 1);
+    ck_assert_int_eq(atomic_load(&c.calls), 1);
+    ck_assert_int_eq(atomic_load(&c.on_caller), 1);
+    et_pool_set_threads(4);
+    ck_assert_int_eq(run_cover(0, 16, &c), 0);
+    ck_assert_int_eq(atomic_load(&c.calls), 0);
+    et_pool_set_threads(ET_POOL_MAX + 10);
+    ck_assert_int_eq(et_pool_threads(), ET_POOL_MAX);
+    et_pool_set_threads(0);
+    ck_assert_int_ge(et_pool_threads(), 1);
+}
+END_TEST
+
+/* A loop body that starts a loop of its own: the inner one runs inline. */
+typedef struct {
+    atomic_int inner_parts_max;
+    atomic_long sum;
+} nest;
+
+static void inner(void *vctx, size_t b, size_t e, int part)
+{
+    (void)part;
+    nest *x = vctx;
+    for (size_t i = b; i < e; i++)
+        atomic_fetch_add(&x->sum, (long)i);
+}
+
+static void outer(void *vctx, size_t b, size_t e, int part)
+{
+    (void)part;
+    nest *x = vctx;
+    for (size_t i = b; i < e; i++) {
+        int p = et_pool_run(1000, 1, inner, x);
+        if (p > atomic_load(&x->inner_parts_max))
+            atomic_store(&x->inner_parts_max, p);
+    }
+}
+
+START_TEST(test_nested_loops_run_inline_and_complete)
+{
+    et_pool_set_threads(3);
+    nest x;
+    atomic_init(&x.inner_parts_max, 0);
+    atomic_init(&x.sum, 0);
+    ck_assert_int_eq(et_pool_run(9, 1, outer, &x), 3);
+    ck_assert_int_eq(atomic_load(&x.inner_parts_max), 1);
+    ck_assert_int_eq(atomic_load(&x.sum), 9L * 999 * 1000 / 2);
+    et_pool_set_threads(0);
+}
+END_TEST
+
+START_TEST(test_many_small_loops_in_a_row)
+{
+    cover c;
+    et_pool_set_threads(4);
+    for (int r = 0; r < 2000; r++)
+        run_cover(64 + (size_t)(r % 7), 8, &c);
+    et_pool_set_threads(2);
+    for (int r = 0; r < 500; r++)
+        ck_assert_int_eq(run_cover(1024, 16, &c), 2);
+    et_pool_set_threads(0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("pool");
+    TCase *tc = tcase_create("pool");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_every_index_runs_once_in_grain_aligned_parts);
+    tcase_add_test(tc, test_one_thread_and_empty_loops_run_inline);
+    tcase_add_test(tc, test_nested_loops_run_inline_and_complete);
+    tcase_add_test(tc, test_many_small_loops_in_a_row);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
