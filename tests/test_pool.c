@@ -54,7 +54,7 @@ static int run_cover(size_t n, size_t grain, cover *c)
 
 START_TEST(test_every_index_runs_once_in_grain_aligned_parts)
 {
-    static const size_t ns[] = {1, 7, 64, 1000, 4097, 100003};
+    static const size_t ns[] = {1, 7, 64, 1000, 4097, 20011};
     static const size_t grains[] = {1, 3, 64, 1024};
     cover c;
     for (int t = 1; t <= 5; t++) {
@@ -133,10 +133,10 @@ START_TEST(test_many_small_loops_in_a_row)
 {
     cover c;
     et_pool_set_threads(4);
-    for (int r = 0; r < 2000; r++)
+    for (int r = 0; r < 400; r++)
         run_cover(64 + (size_t)(r % 7), 8, &c);
     et_pool_set_threads(2);
-    for (int r = 0; r < 500; r++)
+    for (int r = 0; r < 200; r++)
         ck_assert_int_eq(run_cover(1024, 16, &c), 2);
     et_pool_set_threads(0);
 }
