@@ -50,6 +50,15 @@ static size_t rows_grain(int C)
     return g ? g : 1;
 }
 
+/* Columns per part of a column-split loop over N rows: a multiple of 16
+ * (whole cache lines, so parts never share one). */
+static size_t cols_grain(int N)
+{
+    size_t g = K_GRAIN / (size_t)(N > 0 ? N : 1);
+    g = (g + 15) / 16 * 16;
+    return g ? g : 16;
+}
+
 /* ------------------------------------------------------------------ encoder */
 
 /* Embedding lookup plus position embedding, one row per token. The caller
@@ -134,11 +143,11 @@ void k_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
     et_pool_run((size_t)N, rows_grain(C), ln_fwd_part, &j);
 }
 
-/* One row of the LayerNorm backward (see below); restrict parameters so
- * that the update loop vectorises. */
-static void ln_backward_row(float *restrict dx, float *restrict gw, float *restrict gb,
-                            const float *restrict d, const float *restrict x,
-                            const float *restrict w, float m, float r, int C)
+/* One row of the LayerNorm backward's input gradient (see below); restrict
+ * parameters so that the update loop vectorises. */
+static void ln_backward_row(float *restrict dx, const float *restrict d,
+                            const float *restrict x, const float *restrict w, float m, float r,
+                            int C)
 {
     float s1 = 0.0f, s2 = 0.0f;
     for (int i = 0; i < C; i++) {
@@ -153,14 +162,52 @@ static void ln_backward_row(float *restrict dx, float *restrict gw, float *restr
         float xh = (x[i] - m) * r;
         float g = d[i] * w[i];
         dx[i] += r * (g - s1 - xh * s2);
-        gw[i] += d[i] * xh;
-        gb[i] += d[i];
     }
+}
+
+/* Columns [cb, ce) of the weight and bias gradients, summed over the rows
+ * in row order (so any column split gives the same bits). */
+static void ln_backward_cols(float *restrict gw, float *restrict gb, const float *dout,
+                             const float *inp, const float *mean, const float *rstd, int N,
+                             int C, size_t cb, size_t ce)
+{
+    for (int n = 0; n < N; n++) {
+        const float *restrict d = dout + (size_t)n * C;
+        const float *restrict x = inp + (size_t)n * C;
+        const float m = mean[n], r = rstd[n];
+        for (size_t i = cb; i < ce; i++) {
+            gw[i] += d[i] * ((x[i] - m) * r);
+            gb[i] += d[i];
+        }
+    }
+}
+
+typedef struct {
+    float *dinp, *dw, *db;
+    const float *dout, *inp, *w, *mean, *rstd;
+    int N, C;
+} ln_bwd_job;
+
+static void ln_bwd_rows_part(void *vctx, size_t rb, size_t re, int part)
+{
+    (void)part;
+    const ln_bwd_job *j = vctx;
+    for (size_t n = rb; n < re; n++)
+        ln_backward_row(j->dinp + n * j->C, j->dout + n * j->C, j->inp + n * j->C, j->w,
+                        j->mean[n], j->rstd[n], j->C);
+}
+
+static void ln_bwd_cols_part(void *vctx, size_t cb, size_t ce, int part)
+{
+    (void)part;
+    const ln_bwd_job *j = vctx;
+    ln_backward_cols(j->dw, j->db, j->dout, j->inp, j->mean, j->rstd, j->N, j->C, cb, ce);
 }
 
 /* With xhat = (x - mean) * rstd and g = dout * w:
  * dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), dw = sum dout * xhat,
- * db = sum dout (sums over rows). */
+ * db = sum dout (sums over rows). Two pool loops: the rows (input
+ * gradient), then the columns (weight and bias gradients). */
 void k_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                           const float *inp, const float *w, const float *mean,
                           const float *rstd, int N, int C, int acc_w)
@@ -169,9 +216,9 @@ void k_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
         memset(dw, 0, sizeof(float) * (size_t)C);
         memset(db, 0, sizeof(float) * (size_t)C);
     }
-    for (int n = 0; n < N; n++)
-        ln_backward_row(dinp + (size_t)n * C, dw, db, dout + (size_t)n * C, inp + (size_t)n * C,
-                        w, mean[n], rstd[n], C);
+    ln_bwd_job j = {dinp, dw, db, dout, inp, w, mean, rstd, N, C};
+    et_pool_run((size_t)N, rows_grain(C), ln_bwd_rows_part, &j);
+    et_pool_run((size_t)C, cols_grain(N), ln_bwd_cols_part, &j);
 }
 
 /* ------------------------------------------------------------------- matmul */
@@ -223,17 +270,32 @@ void k_matmul_wt_backward(float *dinp, float *dw, const float *dout, const float
                 acc_w ? 1.0f : 0.0f, dw, K);
 }
 
-/* Column sums, row by row so the inner loop runs along contiguous memory. */
+/* Column sums, row by row so the inner loop runs along contiguous memory;
+ * the pool splits the columns, each summed over the rows in row order. */
+typedef struct {
+    float *g;
+    const float *dout;
+    int N, O;
+} bias_job;
+
+static void bias_part(void *vctx, size_t cb, size_t ce, int part)
+{
+    (void)part;
+    const bias_job *j = vctx;
+    float *restrict g = j->g;
+    for (int n = 0; n < j->N; n++) {
+        const float *restrict d = j->dout + (size_t)n * j->O;
+        for (size_t c = cb; c < ce; c++)
+            g[c] += d[c];
+    }
+}
+
 void k_bias_backward(float *dbias, const float *dout, int N, int O, int acc)
 {
-    float *restrict g = dbias;
     if (!acc)
-        memset(g, 0, sizeof(float) * (size_t)O);
-    for (int n = 0; n < N; n++) {
-        const float *restrict d = dout + (size_t)n * O;
-        for (int j = 0; j < O; j++)
-            g[j] += d[j];
-    }
+        memset(dbias, 0, sizeof(float) * (size_t)O);
+    bias_job j = {dbias, dout, N, O};
+    et_pool_run((size_t)O, cols_grain(N), bias_part, &j);
 }
 
 /* ----------------------------------------------------------------- residual */
@@ -274,19 +336,32 @@ void k_residual_forward(float *out, const float *a, const float *b, const float 
 }
 
 /* The gradient of a sum flows unchanged to both operands and the bias. */
+typedef struct {
+    float *da, *db;
+    const float *dout;
+} resb_job;
+
+static void resb_part(void *vctx, size_t b, size_t e, int part)
+{
+    (void)part;
+    const resb_job *j = vctx;
+    const float *restrict d = j->dout;
+    if (j->da) {
+        float *restrict g = j->da;
+        for (size_t i = b; i < e; i++)
+            g[i] += d[i];
+    }
+    if (j->db) {
+        float *restrict g = j->db;
+        for (size_t i = b; i < e; i++)
+            g[i] += d[i];
+    }
+}
+
 void k_residual_backward(float *da, float *db, float *dbias, const float *dout, int N, int C)
 {
-    size_t n = (size_t)N * C;
-    if (da) {
-        float *restrict g = da;
-        for (size_t i = 0; i < n; i++)
-            g[i] += dout[i];
-    }
-    if (db) {
-        float *restrict g = db;
-        for (size_t i = 0; i < n; i++)
-            g[i] += dout[i];
-    }
+    resb_job j = {da, db, dout};
+    et_pool_run((size_t)N * C, K_GRAIN, resb_part, &j);
     if (dbias)
         k_bias_backward(dbias, dout, N, C, 1);
 }
