@@ -11,6 +11,13 @@
  * A worker that dies makes mpirun end the job; `run` names the rank and its
  * server from mpirun's message and the plan, and exits 1; the last checkpoint
  * is intact (checkpoints are written to a temporary name and renamed).
+ *
+ * With --testbed the job runs across the containers of `edgetrain testbed up`
+ * on the wall clock, after the test bed has been calibrated for the plan
+ * (orchestrator/testbed.h; the stored calibration when it fits): the run
+ * directory gets calibration.txt, config.calibrated.yaml and hostcpu.csv, and
+ * the report compares the measured step time with the virtual clock's
+ * prediction for the config and for the calibrated test bed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +48,7 @@
 static void run_help(void)
 {
     printf("usage: edgetrain run CONFIG [--plan PLAN] [--out DIR] [--resume] [--json] [--quiet] [--no-mpi]\n"
+           "                     [--testbed [--recalibrate]]\n"
            "\n"
            "Plan the model on the cluster (or take PLAN), launch one MPI rank per worker plus the\n"
            "controller with mpirun, train to training.target or max_steps, and report\n"
@@ -55,10 +63,18 @@ static void run_help(void)
            "  --no-mpi     single-worker plans only: train in this process, without mpirun\n"
            "  --testbed    run across the containers of `edgetrain testbed up CONFIG` (real\n"
            "               shaped links, capped CPUs), measuring wall-clock time; the report\n"
-           "               compares it with the virtual-clock prediction of the same plan\n"
+           "               compares it with the virtual-clock prediction of the same plan, for\n"
+           "               the config's profiles and for the test bed as calibrated (`edgetrain\n"
+           "               testbed calibrate`: what the containers deliver for this plan's work and\n"
+           "               what its messages take between them; measured first when the test bed\n"
+           "               has no calibration for this plan)\n"
+           "  --recalibrate  with --testbed: calibrate again even when one is stored\n"
            "\n"
            "The run directory holds config.yaml (a copy), plan.yaml, hostfile, rankfile,\n"
-           "metrics.csv, trace.json (Perfetto), summary.txt, report.md and PNG plots.\n");
+           "metrics.csv, trace.json (Perfetto), summary.txt, report.md and PNG plots; with\n"
+           "--testbed also calibration.txt, config.calibrated.yaml (the config as the test bed\n"
+           "really is) and hostcpu.csv (the host's CPU use during the run, by the test bed and by\n"
+           "everything else).\n");
 }
 
 /* Copy a file byte for byte (the config, for the record). */
@@ -180,17 +196,59 @@ static int run_mpirun(char *const *argv, int *dead_rank, int *reported)
     return 128 + WTERMSIG(status);
 }
 
+/*
+ * The test bed's calibration for this plan (orchestrator/testbed.h): the one
+ * stored in the test bed's state when it was made for this test bed and plan
+ * (unless recalibrate), else a new one (about ten seconds: one job across
+ * the containers). Written to DIR/calibration.txt (the report's input) and
+ * DIR/config.calibrated.yaml, and shown unless quiet. 0, or -1 with e set.
+ */
+static int testbed_calibration(const et_config *cfg, const et_plan *plan, const char *dir,
+                               int recalibrate, int quiet, et_err *e)
+{
+    char name[ET_TB_NAME_MAX + 1], sig[17], path[2048];
+    et_testbed_name_from(cfg->name, name);
+    et_tb_cal_plan_sig(cfg, plan, sig);
+    et_tb_cal cal;
+    int have = 0;
+    if (!recalibrate) {
+        et_err e2;
+        et_err_clear(&e2);
+        have = et_testbed_stored_calibration(name, cfg, sig, &cal, &e2);
+        if (have < 0) {
+            fprintf(stderr, "edgetrain: note: %s; calibrating again\n", e2.msg);
+            have = 0;
+        }
+    }
+    if (!have && et_testbed_calibrate(cfg, plan, 2.0, quiet ? NULL : stdout, &cal, e) != 0)
+        return -1;
+    if (have && !quiet)
+        printf("edgetrain: using test bed '%s''s calibration for this plan from %.0f s ago "
+               "(--recalibrate measures again)\n", name, difftime(time(NULL), (time_t)cal.when));
+    int rc = 0;
+    snprintf(path, sizeof path, "%s/calibration.txt", dir);
+    if (et_tb_cal_save(&cal, cfg, path, e) != 0)
+        rc = -1;
+    snprintf(path, sizeof path, "%s/config.calibrated.yaml", dir);
+    if (!rc && et_tb_cal_write_config(&cal, cfg, path, e) != 0)
+        rc = -1;
+    if (!rc && !quiet)
+        et_tb_cal_print(&cal, cfg, plan, stdout);
+    et_tb_cal_free(&cal);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"plan", required_argument, 0, 'p'}, {"out", required_argument, 0, 'o'},
         {"resume", no_argument, 0, 'r'},     {"json", no_argument, 0, 'j'},
         {"quiet", no_argument, 0, 'q'},      {"no-mpi", no_argument, 0, 'n'},
-        {"testbed", no_argument, 0, 't'},
+        {"testbed", no_argument, 0, 't'},    {"recalibrate", no_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},       {0, 0, 0, 0},
     };
     const char *plan_path = NULL, *out = NULL;
-    int resume = 0, json = 0, quiet = 0, no_mpi = 0, testbed = 0, c;
+    int resume = 0, json = 0, quiet = 0, no_mpi = 0, testbed = 0, recalibrate = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -201,6 +259,7 @@ int cmd_run(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'n': no_mpi = 1; break;
         case 't': testbed = 1; break;
+        case 'c': recalibrate = 1; break;
         case 'h': run_help(); return 0;
         default: return cli_usage_error("run", "unknown option");
         }
@@ -210,6 +269,8 @@ int cmd_run(int argc, char **argv)
     const char *config_path = argv[optind];
     if (testbed && no_mpi)
         return cli_usage_error("run", "--testbed and --no-mpi exclude each other");
+    if (recalibrate && !testbed)
+        return cli_usage_error("run", "--recalibrate goes with --testbed");
 
     et_err e;
     et_err_clear(&e);
@@ -324,6 +385,11 @@ int cmd_run(int argc, char **argv)
                plan->schedule == ET_SCHED_GPIPE ? "gpipe" : "1f1b", plan->micro_batches,
                plan->micro_batch, plan->pred.step_s, dir);
 
+    if (testbed && testbed_calibration(cfg, plan, dir, recalibrate, quiet, &e) != 0) {
+        rc = et_err_report(&e);
+        goto out;
+    }
+
     if (no_mpi) {
         if (plan_n_workers(plan) != 1) {
             fprintf(stderr, "edgetrain: %s: --no-mpi needs a single-worker plan, this one has %d workers\n",
@@ -357,8 +423,23 @@ int cmd_run(int argc, char **argv)
             }
         }
         fflush(stdout);
+        /* On the test bed: where the host's CPU goes while the job runs
+         * (DIR/hostcpu.csv; the report sets apart the steps that other
+         * work on the host slowed). */
+        et_tb_monitor *mon = NULL;
+        if (testbed) {
+            char name[ET_TB_NAME_MAX + 1];
+            et_err me;
+            et_err_clear(&me);
+            et_testbed_name_from(cfg->name, name);
+            snprintf(path, sizeof path, "%s/hostcpu.csv", dir);
+            mon = et_testbed_monitor_start(name, path, 1.0, &me);
+            if (!mon)
+                fprintf(stderr, "edgetrain: note: no host CPU record (%s)\n", me.msg);
+        }
         int dead = -1, reported = 0;
         int st = run_mpirun(argv_exec, &dead, &reported);
+        et_testbed_monitor_stop(mon);
         if (testbed)
             et_testbed_argv_free(argv_exec);
         if (st != 0) {

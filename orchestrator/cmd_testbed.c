@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "plan.h"
+#include "planner.h"
 #include "testbed.h"
 
 /* Print the subcommand's help to f. */
@@ -25,6 +27,7 @@ static void testbed_usage(FILE *f)
         "       edgetrain testbed verify CONFIG | --name NAME [--seconds S] [--tolerance T]\n"
         "                                [--no-links] [--no-cpu]\n"
         "       edgetrain testbed mpirun CONFIG [--timeout S] -- mpirun [ARGS...]\n"
+        "       edgetrain testbed calibrate CONFIG [--plan PLAN] [--seconds S] [--config-out FILE]\n"
         "\n"
         "The config's servers as containers on this machine: each its own host name,\n"
         "network namespace (10.78.0.0/24) and CPU share, every pair of servers joined by a\n"
@@ -39,6 +42,12 @@ static void testbed_usage(FILE *f)
         "  verify    measure each pair's round trip and throughput (both ways) and each\n"
         "            container's CPU share against the config (exit 1 when some is off)\n"
         "  mpirun    run an mpirun command across the containers (what `run --testbed` does)\n"
+        "  calibrate measure what the containers deliver for the plan's work (each worker rank\n"
+        "            times its own stage's forward/backward/optimizer under its CPU cap) and what\n"
+        "            MPI messages of the plan's size take between them; store it in the test bed's\n"
+        "            state (`run --testbed` uses it), print the calibrated GFLOP/s and links and\n"
+        "            the plan's step time predicted with the config's and the calibrated profiles;\n"
+        "            --config-out writes the calibrated config (includes CONFIG)\n"
         "\n"
         "options of up:\n"
         "  --name NAME          test bed name (default: the config's name)\n"
@@ -145,6 +154,81 @@ static int do_mpirun(int argc, char **argv)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* `testbed calibrate CONFIG [--plan PLAN] [--seconds S] [--config-out FILE]`:
+ * plan (or take PLAN), calibrate, print; 0, or 1/2 as the CLI promises. */
+static int do_calibrate(int argc, char **argv)
+{
+    const char *config = NULL, *plan_path = NULL, *cfg_out = NULL;
+    double seconds = 2.0;
+    for (int i = 2; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            testbed_usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--plan") && v) {
+            plan_path = argv[++i];
+        } else if (!strcmp(argv[i], "--config-out") && v) {
+            cfg_out = argv[++i];
+        } else if (!strcmp(argv[i], "--seconds")) {
+            if (num_arg("--seconds", v, 0.1, &seconds))
+                return 2;
+            if (seconds > 600)
+                return cli_usage_error("testbed", "--seconds is at most 600");
+            i++;
+        } else if (argv[i][0] == '-') {
+            return cli_usage_error("testbed", "unknown option '%s' for calibrate", argv[i]);
+        } else if (!config) {
+            config = argv[i];
+        } else {
+            return cli_usage_error("testbed", "one CONFIG only");
+        }
+    }
+    if (!config)
+        return cli_usage_error("testbed", "calibrate needs CONFIG");
+    et_err e;
+    et_err_clear(&e);
+    et_config *cfg = et_config_load(config, &e);
+    if (!cfg)
+        return et_err_report(&e);
+    et_plan *plan = NULL;
+    if (plan_path) {
+        plan = plan_load(plan_path, cfg, &e);
+    } else {
+        planner_opts po = {0};
+        po.no_baselines = 1;
+        planner_result pr;
+        if (planner_plan(cfg, &po, &pr, &e) == 0) {
+            if (pr.best)
+                plan = plan_clone(pr.best);
+            else
+                et_errf(&e, ET_EINPUT, "%s: the model does not fit the cluster (see 'edgetrain plan %s')",
+                        config, config);
+            planner_result_free(&pr);
+        }
+    }
+    if (!plan) {
+        et_config_free(cfg);
+        return et_err_report(&e);
+    }
+    int rc = 0;
+    et_tb_cal cal;
+    if (et_testbed_calibrate(cfg, plan, seconds, stderr, &cal, &e) < 0) {
+        rc = et_err_report(&e);
+    } else {
+        et_tb_cal_print(&cal, cfg, plan, stdout);
+        if (cfg_out) {
+            if (et_tb_cal_write_config(&cal, cfg, cfg_out, &e) < 0)
+                rc = et_err_report(&e);
+            else
+                printf("wrote %s (the config as the test bed really is)\n", cfg_out);
+        }
+        et_tb_cal_free(&cal);
+    }
+    plan_free(plan);
+    et_config_free(cfg);
+    return rc;
+}
+
 /* `edgetrain testbed ACTION ...` (cli.h): parse, load and plan the config,
  * run the action; exit 0/1/2 as the CLI promises. */
 int cmd_testbed(int argc, char **argv)
@@ -164,11 +248,20 @@ int cmd_testbed(int argc, char **argv)
         printf("%.4f\n", et_testbed_spin_at(secs, (int)threads, start_at));
         return 0;
     }
+    if (!strcmp(action, "calibrate-ranks")) {
+        /* Internal: the ranks of the calibration job (under mpirun). */
+        double secs;
+        if (argc != 5 || num_arg("calibrate-ranks SECONDS", argv[4], 0.01, &secs))
+            return cli_usage_error("testbed", "calibrate-ranks CONFIG PLAN SECONDS");
+        return et_testbed_calibrate_ranks(argv[2], argv[3], secs);
+    }
     if (!strcmp(action, "mpirun"))
         return do_mpirun(argc, argv);
+    if (!strcmp(action, "calibrate"))
+        return do_calibrate(argc, argv);
     if (strcmp(action, "up") && strcmp(action, "down") && strcmp(action, "status") &&
         strcmp(action, "verify"))
-        return cli_usage_error("testbed", "unknown action '%s' (up, status, down, verify, mpirun)", action);
+        return cli_usage_error("testbed", "unknown action '%s' (up, status, down, verify, mpirun, calibrate)", action);
 
     et_testbed_opts o;
     et_testbed_opts_default(&o);

@@ -22,10 +22,18 @@
  *    the slowest pipeline: the search picks replica 0's cuts, TP degrees and
  *    groups stage by stage, then the other replicas among the group
  *    sequences whose pipeline is no slower, minimising the gradient sync;
+ *  - once a plan is known, classes that cannot be part of a better one and
+ *    shapes whose servers cannot carry the layers fast enough are dropped;
+ *    with few group types left, replica 0's groups are first chosen as a
+ *    multiset (then ordered and given layers), so the bounds see exactly
+ *    the groups still to place;
  *  - a branch is cut when a lower bound of every plan below it is no better
  *    than the best plan found; every bound is a proven lower bound of the
  *    simulated step time (longest paths of the schedule's dependency graph,
  *    which can only grow when an operation gets slower).
+ * On clusters of many distinct servers whose TP groups can not all be
+ * enumerated, those groups are left out of the search and the result says
+ * so (proven = 0, with a lower bound that covers them).
  * `--exhaustive` enumerates the same space literally (every cut, every set of
  * servers per group) and evaluates each plan with cm_evaluate's arithmetic:
  * the tests check both find the same optimum on hundreds of random clusters.

@@ -18,10 +18,12 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../workers/summary.h"
 #include "costmodel.h"
+#include "testbed.h"
 
 /* ================================================================ metrics.csv */
 
@@ -29,6 +31,7 @@
 typedef struct rp_row {
     long step;
     double wall_s, emulated_s, train_loss, val_loss, val_accuracy;
+    double step_wall_s;   /* NAN when the file has no such column */
 } rp_row;
 
 typedef struct rp_metrics {
@@ -38,11 +41,12 @@ typedef struct rp_metrics {
     int truncated;      /* an incomplete last line (a crash mid-write) was skipped */
 } rp_metrics;
 
-enum { COL_STEP, COL_WALL, COL_EMU, COL_TRAIN, COL_VLOSS, COL_VACC, N_COLS };
+enum { COL_STEP, COL_WALL, COL_EMU, COL_TRAIN, COL_VLOSS, COL_VACC, COL_STEPWALL, N_COLS };
 static const char *const col_name[N_COLS] = {"step", "wall_s", "emulated_s", "train_loss", "val_loss",
-                                             "val_accuracy"};
-/* Columns a metrics.csv must have; val_* may be absent (never evaluated). */
-static const int col_required[N_COLS] = {1, 1, 1, 1, 0, 0};
+                                             "val_accuracy", "step_wall_s"};
+/* Columns a metrics.csv must have; val_* may be absent (never evaluated),
+ * step_wall_s too (older runs). */
+static const int col_required[N_COLS] = {1, 1, 1, 1, 0, 0, 0};
 
 /* Free the rows and reset *m to empty. */
 static void metrics_free(rp_metrics *m)
@@ -168,6 +172,7 @@ static int metrics_row(const char *line, const int *map, int n_fields, rp_row *r
     r->train_loss = v[COL_TRAIN];
     r->val_loss = v[COL_VLOSS];
     r->val_accuracy = v[COL_VACC];
+    r->step_wall_s = v[COL_STEPWALL];
     return 0;
 }
 
@@ -248,6 +253,32 @@ typedef struct rp_server {
     double busy, wait, idle, bytes;
 } rp_server;
 
+/* A test bed run (`run --testbed`): the measured wall step time against
+ * the virtual clock's prediction for the config's profiles and for the test
+ * bed as calibrated (DIR/calibration.txt, orchestrator/testbed.h). */
+typedef struct rp_testbed {
+    int present;              /* calibration.txt read, with a config and plan to apply it to */
+    char note[400];           /* why it is left out when the file is there but unusable */
+    et_tb_cal cal;            /* owned when present */
+    double pred[3];           /* config's profiles / calibrated compute / calibrated compute + links */
+    double control_s;         /* the controller's per-step messages (et_tb_cal_control_s) */
+    long first, last;         /* steps measured: this run's, less the warm-up ones */
+    long n;
+    double median, mean, p10, p90;   /* step_wall_s over them */
+    double gap_pct, gap_mean_pct;    /* median (mean) against pred[2] */
+    double gap_ctl_pct;              /* median against pred[2] + control_s */
+    double train_to_target_s;        /* sum of step_wall_s up to the target (NAN: not reached) */
+    /* hostcpu.csv: the host's CPU besides the test bed during the run */
+    int has_cpu;
+    double others_mean;              /* cores other work used, mean over the run */
+    long n_quiet;                    /* measured steps while it used < RP_QUIET_CORES */
+    double median_quiet, gap_quiet_pct, gap_quiet_ctl_pct;
+} rp_testbed;
+
+/* A step is "quiet" when the host's other work used less than this many
+ * cores while it ran (hostcpu.csv). */
+#define RP_QUIET_CORES 0.25
+
 /* Everything the renderers print, computed once. */
 typedef struct rp_ctx {
     const char *dir;
@@ -276,6 +307,7 @@ typedef struct rp_ctx {
     int plots_drawn;          /* gnuplot ran and the PNGs are in place */
     int has_loss_png, has_wall_png, has_ranks_png;
     char plot_note[512];      /* why there are no (or fewer) plots */
+    rp_testbed tb;
 } rp_ctx;
 
 /* A run total as seconds (or bytes) per step of this run; NAN without steps. */
@@ -391,6 +423,169 @@ static void derive_servers(rp_ctx *c)
         c->share[k] = all > 0 ? tot[k] / all : NAN;
 }
 
+/* Comparison of doubles for qsort. */
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * The quiet steps of a test bed run: hostcpu.csv (orchestrator/testbed.h)
+ * gives, per second of the run, the cores that work outside the test bed
+ * used. Its clock is the realtime; a step's interval is placed with the
+ * run's origin = the "# stopped" time less summary.txt's wall_s (late by
+ * the job's exit, well under a second). Each measured step (t->first ..
+ * t->last) gets the mean of the samples that overlap it (or the next one);
+ * the median of the steps under RP_QUIET_CORES, and its gaps. A missing or
+ * unreadable file leaves has_cpu 0.
+ */
+static void derive_quiet(rp_ctx *c, long start)
+{
+    rp_testbed *t = &c->tb;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/hostcpu.csv", c->dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    int cap = 1024, n = 0;
+    double *ts = et_xmalloc((size_t)cap * sizeof *ts), *oc = et_xmalloc((size_t)cap * sizeof *oc);
+    double stopped = NAN, sum = 0;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        double a, h, b, l, o;
+        if (sscanf(line, "# stopped %lf", &a) == 1) {
+            stopped = a;
+        } else if (sscanf(line, "%lf,%lf,%lf,%lf,%lf", &a, &h, &b, &l, &o) == 5) {
+            if (n == cap) {
+                cap *= 2;
+                ts = et_xrealloc(ts, (size_t)cap * sizeof *ts);
+                oc = et_xrealloc(oc, (size_t)cap * sizeof *oc);
+            }
+            ts[n] = a;
+            oc[n++] = o;
+            sum += o;
+        }
+    }
+    fclose(f);
+    if (n > 0 && isfinite(stopped) && isfinite(c->sm->wall_s)) {
+        t->has_cpu = 1;
+        t->others_mean = sum / n;
+        double origin = stopped - c->sm->wall_s;
+        double *v = et_xcalloc((size_t)c->mx.n + 1, sizeof *v);
+        long nq = 0, warm_end = start;
+        for (long i = warm_end; i < c->mx.n; i++) {
+            const rp_row *r = &c->mx.row[i];
+            if (r->step < t->first || r->step > t->last || !isfinite(r->step_wall_s))
+                continue;
+            double end = origin + r->wall_s, beg = end - r->step_wall_s, acc = 0;
+            int k = 0;
+            for (int j = 0; j < n; j++)
+                if (ts[j] >= beg && ts[j] - 1.0 <= end) {   /* sample interval (t-1, t] overlaps */
+                    acc += oc[j];
+                    k++;
+                }
+            if (k == 0)
+                for (int j = 0; j < n; j++)
+                    if (ts[j] >= end) {
+                        acc = oc[j];
+                        k = 1;
+                        break;
+                    }
+            if (k > 0 && acc / k < RP_QUIET_CORES)
+                v[nq++] = r->step_wall_s;
+        }
+        t->n_quiet = nq;
+        t->median_quiet = t->gap_quiet_pct = t->gap_quiet_ctl_pct = NAN;
+        if (nq > 0) {
+            qsort(v, (size_t)nq, sizeof *v, cmp_dbl);
+            t->median_quiet = nq % 2 ? v[nq / 2] : 0.5 * (v[nq / 2 - 1] + v[nq / 2]);
+            if (t->pred[2] > 0) {
+                t->gap_quiet_pct = 100.0 * (t->median_quiet - t->pred[2]) / t->pred[2];
+                t->gap_quiet_ctl_pct = 100.0 * (t->median_quiet - t->pred[2] - t->control_s) /
+                                       (t->pred[2] + t->control_s);
+            }
+        }
+        free(v);
+    }
+    free(ts);
+    free(oc);
+}
+
+/*
+ * The test bed comparison (rp_testbed), when the run directory holds a
+ * calibration.txt and the config and plan are known: the three predictions
+ * of the plan's step time, and the measured wall step times of this run's
+ * steps after a warm-up (the first min(5, n/4) steps: connections opening,
+ * first touches of memory), their median, mean and 10th/90th percentiles.
+ * Evaluation and checkpoints are not in step_wall_s (they follow the step).
+ */
+static void derive_testbed(rp_ctx *c)
+{
+    rp_testbed *t = &c->tb;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/calibration.txt", c->dir);
+    if (access(path, F_OK) != 0)
+        return;
+    if (!c->cfg || !c->plan) {
+        snprintf(t->note, sizeof t->note, "calibration.txt is left out: the run's config or plan could "
+                 "not be read");
+        return;
+    }
+    et_err e;
+    et_err_clear(&e);
+    if (et_tb_cal_load(path, c->cfg, &t->cal, &e) != 0) {
+        snprintf(t->note, sizeof t->note, "calibration.txt is left out: %.300s", e.msg);
+        return;
+    }
+    t->present = 1;
+    et_tb_cal_predict(&t->cal, c->cfg, c->plan, t->pred);
+    t->control_s = et_tb_cal_control_s(&t->cal, c->cfg, c->plan);
+    t->median = t->mean = t->p10 = t->p90 = t->gap_pct = t->gap_mean_pct = t->train_to_target_s = NAN;
+    t->gap_ctl_pct = NAN;
+    long this_run = c->sm->steps_this_run > 0 ? c->sm->steps_this_run : c->mx.n;
+    long start = c->mx.n - this_run;
+    if (start < 0)
+        start = 0;
+    long n_run = c->mx.n - start, warm = n_run / 4 < 5 ? n_run / 4 : 5;
+    double *v = et_xcalloc((size_t)(n_run > 0 ? n_run : 1), sizeof *v);
+    double sum = 0;
+    t->n = 0;
+    for (long i = start + warm; i < c->mx.n; i++) {
+        double x = c->mx.row[i].step_wall_s;
+        if (!isfinite(x))
+            continue;
+        if (t->n == 0)
+            t->first = c->mx.row[i].step;
+        t->last = c->mx.row[i].step;
+        v[t->n++] = x;
+        sum += x;
+    }
+    if (t->n > 0) {
+        qsort(v, (size_t)t->n, sizeof *v, cmp_dbl);
+        t->median = t->n % 2 ? v[t->n / 2] : 0.5 * (v[t->n / 2 - 1] + v[t->n / 2]);
+        t->mean = sum / (double)t->n;
+        t->p10 = v[(long)(0.1 * (double)(t->n - 1) + 0.5)];
+        t->p90 = v[(long)(0.9 * (double)(t->n - 1) + 0.5)];
+        if (t->pred[2] > 0) {
+            t->gap_pct = 100.0 * (t->median - t->pred[2]) / t->pred[2];
+            t->gap_mean_pct = 100.0 * (t->mean - t->pred[2]) / t->pred[2];
+            t->gap_ctl_pct = 100.0 * (t->median - t->pred[2] - t->control_s) / (t->pred[2] + t->control_s);
+        }
+    }
+    free(v);
+    derive_quiet(c, start);
+    if (c->sm->reached && c->sm->steps_to_target > 0) {
+        double s = 0;
+        int ok = 1;
+        for (long i = 0; i < c->mx.n && c->mx.row[i].step < c->sm->steps_to_target; i++) {
+            ok &= isfinite(c->mx.row[i].step_wall_s);
+            s += c->mx.row[i].step_wall_s;
+        }
+        t->train_to_target_s = ok ? s : NAN;
+    }
+}
+
 /* Fill every derived figure of c from the summary, metrics, cfg and plan. */
 static void derive(rp_ctx *c)
 {
@@ -447,6 +642,7 @@ static void derive(rp_ctx *c)
     if (!p && c->n_st > 0)
         c->n_stages = c->n_st;
     derive_servers(c);
+    derive_testbed(c);
 }
 
 /* ================================================================ formatting */
@@ -727,6 +923,25 @@ static void write_json(FILE *f, const rp_ctx *c)
     json_num(f, c->share[1]);
     fputs(", \"bubble_share\": ", f);
     json_num(f, c->share[2]);
+    const rp_testbed *t = &c->tb;
+    fputs(", \"predicted_compute_calibrated_step_s\": ", f);
+    json_num(f, t->present ? t->pred[1] : NAN);
+    fputs(", \"predicted_calibrated_step_s\": ", f);
+    json_num(f, t->present ? t->pred[2] : NAN);
+    fputs(", \"measured_step_wall_median_s\": ", f);
+    json_num(f, t->present ? t->median : NAN);
+    fputs(", \"calibrated_gap_pct\": ", f);
+    json_num(f, t->present ? t->gap_pct : NAN);
+    fputs(", \"control_step_s\": ", f);
+    json_num(f, t->present ? t->control_s : NAN);
+    fputs(", \"calibrated_control_gap_pct\": ", f);
+    json_num(f, t->present ? t->gap_ctl_pct : NAN);
+    fputs(", \"quiet_steps\": ", f);
+    json_int(f, t->present && t->has_cpu ? t->n_quiet : -1);
+    fputs(", \"measured_step_wall_quiet_median_s\": ", f);
+    json_num(f, t->present && t->has_cpu ? t->median_quiet : NAN);
+    fputs(", \"calibrated_quiet_gap_pct\": ", f);
+    json_num(f, t->present && t->has_cpu ? t->gap_quiet_pct : NAN);
     fputs("}\n", f);
 }
 
@@ -1121,6 +1336,26 @@ static void print_summary(FILE *f, const rp_ctx *c)
     fprintf(f, "  step time: predicted %s; measured %s emulated, %s wall; error %s (%s clock)\n",
             fmt_s(a, sizeof a, c->pred_step), fmt_s(b, sizeof b, sm->mean_step_emulated_s),
             fmt_s(d, sizeof d, sm->mean_step_wall_s), fmt_err(g, sizeof g, c->err_pct), sm->clock);
+    if (c->tb.present) {
+        const rp_testbed *t = &c->tb;
+        char p0[64], p1[64], p2[64], md[64], mn[64], lo[64], hi[64], gc[64];
+        fprintf(f, "  test bed: predicted %s (config's profiles), %s (calibrated compute), %s (calibrated "
+                "compute and links); measured wall %s median, %s mean over steps %ld-%ld (10-90%%: %s-%s); "
+                "gap %s (median vs calibrated), %s counting the controller's messages (%.3g ms/step)\n",
+                fmt_s(p0, sizeof p0, t->pred[0]), fmt_s(p1, sizeof p1, t->pred[1]),
+                fmt_s(p2, sizeof p2, t->pred[2]), fmt_s(md, sizeof md, t->median),
+                fmt_s(mn, sizeof mn, t->mean), t->first, t->last, fmt_s(lo, sizeof lo, t->p10),
+                fmt_s(hi, sizeof hi, t->p90), fmt_err(g, sizeof g, t->gap_pct),
+                fmt_err(gc, sizeof gc, t->gap_ctl_pct), t->control_s * 1e3);
+        if (t->has_cpu)
+            fprintf(f, "  test bed, quiet steps: other work on the host used %.2f cores on average; %ld of "
+                    "the %ld steps ran while it used under %.2f: median %s, gap %s (%s counting the "
+                    "controller's messages)\n", t->others_mean, t->n_quiet, t->n, RP_QUIET_CORES,
+                    fmt_s(md, sizeof md, t->median_quiet), fmt_err(g, sizeof g, t->gap_quiet_pct),
+                    fmt_err(gc, sizeof gc, t->gap_quiet_ctl_pct));
+    } else if (c->tb.note[0]) {
+        fprintf(f, "  note: %s\n", c->tb.note);
+    }
     if (c->n_st > 0) {
         fprintf(f, "  per stage%s, s/step predicted / measured:\n", c->plan ? " (replica 0)" : "");
         for (int s = 0; s < c->n_st; s++) {
@@ -1247,6 +1482,108 @@ static void md_step_time(FILE *f, const rp_ctx *c)
         fprintf(f, " %s / %s |\n", st->has_pred ? fmt_g(a, sizeof a, pt) : "n/a", fmt_g(b, sizeof b, mt));
     }
     fputs("\n", f);
+}
+
+/* report.md: a test bed run against the virtual clock's prediction for the
+ * config's profiles and for the test bed as calibrated, with the
+ * calibration's figures (what the prediction was made from). */
+static void md_testbed(FILE *f, const rp_ctx *c)
+{
+    const rp_testbed *t = &c->tb;
+    char a[64], b[64], d[64];
+    if (!t->present) {
+        if (t->note[0])
+            fprintf(f, "## Test bed\n\n%s.\n\n", t->note);
+        return;
+    }
+    const et_tb_cal *k = &t->cal;
+    time_t when = (time_t)k->when;
+    struct tm tm;
+    char ws[40];
+    gmtime_r(&when, &tm);
+    strftime(ws, sizeof ws, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    fputs("## Test bed: measured against the calibrated prediction\n\n", f);
+    fprintf(f, "The run went across the containers of test bed `%s` on the wall clock. The prediction is "
+            "the cost model's simulation of this plan (what the virtual clock would show), made three "
+            "ways: with the config's server profiles and links; with each server's GFLOP/s as its "
+            "container delivered it for this plan's work; and with the links as MPI messages of the "
+            "plan's size measured them between the containers (calibrated %s; other work on the host "
+            "used %.2f cores meanwhile, try %d).\n\n",
+            k->testbed, ws, k->others_cores, k->tries);
+    fputs("| | seconds per step | measured vs it |\n|---|---|---|\n", f);
+    static const char *const what[3] = {"predicted, config's profiles", "predicted, calibrated compute",
+                                        "predicted, calibrated compute and links"};
+    for (int q = 0; q < 3; q++)
+        fprintf(f, "| %s | %s | %s |\n", what[q], fmt_s(a, sizeof a, t->pred[q]),
+                fmt_err(b, sizeof b, t->pred[q] > 0 ? 100.0 * (t->median - t->pred[q]) / t->pred[q] : NAN));
+    fprintf(f, "| predicted, calibrated, plus the controller's messages (%.3g ms) | %s | %s |\n",
+            t->control_s * 1e3, fmt_s(a, sizeof a, t->pred[2] + t->control_s), fmt_err(b, sizeof b, t->gap_ctl_pct));
+    fprintf(f, "| measured wall, median of steps %ld-%ld | %s | |\n", t->first, t->last,
+            fmt_s(a, sizeof a, t->median));
+    char e[64];
+    fprintf(f, "| measured wall, mean (10th-90th percentile %s-%s) | %s | %s vs calibrated |\n",
+            fmt_s(b, sizeof b, t->p10), fmt_s(d, sizeof d, t->p90), fmt_s(a, sizeof a, t->mean),
+            fmt_err(e, sizeof e, t->gap_mean_pct));
+    if (t->has_cpu)
+        fprintf(f, "| measured wall, median of the %ld of those steps that ran while other work on the host "
+                "used under %.2f cores (%.2f on average over the run; hostcpu.csv) | %s | %s vs calibrated, "
+                "%s with the controller's messages |\n",
+                t->n_quiet, RP_QUIET_CORES, t->others_mean, fmt_s(a, sizeof a, t->median_quiet),
+                fmt_err(b, sizeof b, t->gap_quiet_pct), fmt_err(e, sizeof e, t->gap_quiet_ctl_pct));
+    fputs("\n", f);
+    fputs("The virtual clock starts every rank's step at the controller's time and reads their clocks "
+          "for free; a real run's step, as the controller measures it, also holds its step command "
+          "reaching the farthest worker and that worker's report coming back (the fourth line).\n\n", f);
+    if (c->sm->reached && isfinite(t->train_to_target_s))
+        fprintf(f, "Time to accuracy: %s wall in all; the %ld training steps to the target took %s of "
+                "it (the rest is evaluation, checkpoints and start-up), against %s predicted for them "
+                "(steps x calibrated step time).\n\n",
+                fmt_s(a, sizeof a, c->sm->tta_wall_s), c->sm->steps_to_target,
+                fmt_s(b, sizeof b, t->train_to_target_s),
+                fmt_s(d, sizeof d, (double)c->sm->steps_to_target * t->pred[2]));
+    fputs("### Servers as calibrated\n\n", f);
+    fputs("| server | CPU share | config GFLOP/s | calibrated GFLOP/s | fwd+bwd per micro-batch, measured | "
+          "the same at the config's GFLOP/s | measured bwd/fwd | fwd+bwd with the TP all-reduces |\n"
+          "|---|---|---|---|---|---|---|---|\n", f);
+    for (int i = 0; i < k->n_servers; i++) {
+        const et_tb_cal_server *s = &k->srv[i];
+        fputs("| ", f);
+        md_cell(f, s->name);
+        if (s->ranks <= 0) {
+            fprintf(f, " | %.3f | %.4g | not measured (no rank of the plan) | | | | |\n", s->cpus,
+                    s->gflops_config);
+            continue;
+        }
+        fprintf(f, " | %.3f | %.4g | %.4g | %.2f ms | %.2f ms | %.2f | ", s->cpus, s->gflops_config,
+                s->gflops, s->fb_s * 1e3, s->model_fb_s * 1e3, (s->fb_s - s->fwd_s) / s->fwd_s);
+        if (isfinite(s->fbtp_s))
+            fprintf(f, "%.2f ms |\n", s->fbtp_s * 1e3);
+        else
+            fputs("(no TP group) |\n", f);
+    }
+    if (k->n_links) {
+        fputs("\n### Links as calibrated\n\n| pair | config | calibrated | 1-byte round trip | "
+              "message one way (a to b / b to a) | one TP all-reduce inside the stage |\n"
+              "|---|---|---|---|---|---|\n", f);
+        for (int i = 0; i < k->n_links; i++) {
+            const et_tb_cal_link *l = &k->link[i];
+            char b1[64], b2[64];
+            fputs("| ", f);
+            md_cell(f, k->srv[l->a].name);
+            fputs(" - ", f);
+            md_cell(f, k->srv[l->b].name);
+            fprintf(f, " | %s, %.3g ms | %s, %.3g ms | %.3g ms | %.0f kB: %.3g / %.3g ms | ",
+                    fmt_bw(b1, sizeof b1, l->config.bandwidth), l->config.latency * 1e3,
+                    fmt_bw(b2, sizeof b2, l->calibrated.bandwidth), l->calibrated.latency * 1e3,
+                    l->rtt_s * 1e3, l->bytes / 1e3, l->ab_s * 1e3, l->ba_s * 1e3);
+            if (isfinite(l->ar_s))
+                fprintf(f, "%.3g ms (%d ranks) |\n", l->ar_s * 1e3, l->ar_p);
+            else
+                fputs("(not a TP pair) |\n", f);
+        }
+    }
+    fputs("\nThe calibrated config is `config.calibrated.yaml`; `calibration.txt` holds the "
+          "measurements.\n\n", f);
 }
 
 /* Boundary links between consecutive stages: what the plan makes them
@@ -1449,6 +1786,7 @@ static int write_md(const rp_ctx *c, et_err *e)
               "figures below come from summary.txt and metrics.csv.\n\n", f);
     md_tta(f, c);
     md_step_time(f, c);
+    md_testbed(f, c);
     md_util(f, c);
     md_plan(f, c);
     md_files(f, c);
@@ -1522,6 +1860,8 @@ int report_render_note(const char *dir, const et_config *cfg, const et_plan *pla
     rc = 0;
 out:
     metrics_free(&c.mx);
+    if (c.tb.present)
+        et_tb_cal_free(&c.tb.cal);
     free(c.st);
     free(c.srv);
     free(c.sm);

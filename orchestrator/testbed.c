@@ -12,6 +12,10 @@
  * The state directory holds a state file written before anything is created
  * (status "creating") and rewritten once all is up (status "up"), so `down`
  * always knows what to remove, even after a crash half way.
+ *
+ * Also here: the calibration (an MPI job across the containers that measures
+ * what they deliver for a plan's work, and what they make of its messages;
+ * testbed.h) and the host CPU monitor of a test bed run.
  */
 #include "testbed.h"
 
@@ -39,13 +43,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mpi.h>
+
+#include "../model/gpt2.h"
+#include "../model/optim.h"
+#include "../workers/trainer.h"
+#include "costmodel.h"
+
 #define TB_STATE_VERSION 1
 /* Bumped whenever what `up` makes from the same state changes (container
  * options, namespace setup): part of the fingerprint, so `up` remakes. */
-#define TB_RECIPE 2
+#define TB_RECIPE 5
 #define TB_RUNTIME_MEM (256ull << 20)   /* added to each server's memory for MPI and the runtime */
 #define TB_MIN_CPUS 0.01                /* podman's --cpus lower bound (1 ms per 100 ms) */
-#define TB_RESERVED_CORES 0.2           /* kept free for the link emulator and the launcher */
+/* Kept free for the link emulator, the kernel's network stack and the
+ * launcher: linkemu alone used 0.29 cores on average (more in bursts) while
+ * the demo trained across 1.8 cores of containers on a 2-core host, which
+ * then could not give every container its share. */
+#define TB_RESERVED_CORES 0.4
+#define TB_CPU_WEIGHT 8192              /* CFS weight of each container (a plain process has 1024) */
 #define TB_LAUNCHER_HOST "etb-launcher"
 #define TB_LABEL "edgetrain.testbed"
 
@@ -143,6 +159,14 @@ static void tb_dir(const char *name, char *out, size_t cap)
 static void tb_file(const char *name, const char *file, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/%s/%s", run_root(), name, file);
+}
+
+/* The test bed's shared directory: files the host writes for the ranks (the
+ * calibration job's plan), bind-mounted read-only into every container at
+ * the same path. */
+static void tb_share_dir(const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s/share", run_root(), name);
 }
 
 /* Network namespace name of server s (or of the launcher when s is NULL). */
@@ -748,6 +772,8 @@ static et_testbed *parse_state(const char *path, const char *name, int require_u
         if (!strcmp(key, "edgetrain-testbed")) {
             if (atoi(val) != TB_STATE_VERSION)
                 bad = lineno;
+        } else if (!strcmp(key, "recipe")) {
+            hdr.recipe = atoi(val);
         } else if (!strcmp(key, "name")) {
             snprintf(hdr.name, sizeof hdr.name, "%s", val);
         } else if (!strcmp(key, "status")) {
@@ -813,6 +839,7 @@ static et_testbed *parse_state(const char *path, const char *name, int require_u
     tb->mtu = hdr.mtu;
     tb->host_cores = hdr.host_cores;
     tb->cpu_scale = hdr.cpu_scale;
+    tb->recipe = hdr.recipe;
     tb->n_mounts = hdr.n_mounts;
     memcpy(tb->mounts, hdr.mounts, sizeof tb->mounts);
     if (status_out)
@@ -1263,6 +1290,8 @@ static int start_container(const et_testbed *tb, int i, const char *agent, et_er
     ns_name(tb->name, s->name, ns, sizeof ns);
     tb_file(tb->name, "hosts", hosts, sizeof hosts);
     tb_file(tb->name, "resolv.conf", resolv, sizeof resolv);
+    char share[ET_PATH_MAX];
+    tb_share_dir(tb->name, share, sizeof share);
     argvec a = {0};
     if (podman_base(&a, e) < 0)
         return -1;
@@ -1286,6 +1315,11 @@ static int start_container(const et_testbed *tb, int i, const char *agent, et_er
     av_pushf(&a, "%ld", period);
     av_push(&a, "--cpu-quota");
     av_pushf(&a, "%ld", (long)llround(s->cpus * (double)period));
+    /* A high CFS weight: when other processes load the host, a container
+     * still gets its quota first (a server's share is its own; the cap
+     * above keeps it from taking more). */
+    av_push(&a, "--cpu-shares");
+    av_pushf(&a, "%d", TB_CPU_WEIGHT);
     av_push(&a, "--memory");
     av_pushf(&a, "%llu", (unsigned long long)s->memory);
     av_push(&a, "--shm-size");
@@ -1296,6 +1330,8 @@ static int start_container(const et_testbed *tb, int i, const char *agent, et_er
     av_pushf(&a, "%s:/etc/resolv.conf:ro", resolv);
     av_push(&a, "-v");
     av_pushf(&a, "%s:%s:ro", agent, agent);
+    av_push(&a, "-v");
+    av_pushf(&a, "%s:%s:ro", share, share);
     for (int m = 0; m < tb->n_mounts; m++) {
         av_push(&a, "-v");
         av_pushf(&a, "%s:%s", tb->mounts[m], tb->mounts[m]);
@@ -1467,9 +1503,23 @@ int et_testbed_down(const char *name, const et_testbed *cfg_tb, FILE *log, int *
         }
         count++;
     }
+    tb_share_dir(name, p, sizeof p);
+    DIR *sd = opendir(p);
+    if (sd) {
+        struct dirent *de;
+        while ((de = readdir(sd)) != NULL) {
+            char f[ET_PATH_MAX + 260];
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            snprintf(f, sizeof f, "%s/%s", p, de->d_name);
+            unlink(f);
+        }
+        closedir(sd);
+        rmdir(p);
+    }
     static const char *files[] = {"uts", "state", "links.tab", "linkemu.pid", "linkemu.log",
                                   "linkemu.stats", "linkemu.stats.tmp", "hosts", "resolv.conf",
-                                  "hostfile"};
+                                  "hostfile", "calibration", "calibration.tmp"};
     for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
         tb_file(name, files[k], p, sizeof p);
         unlink(p);
@@ -1596,6 +1646,12 @@ int et_testbed_up(const et_testbed *tb_in, int build_image, FILE *log, int *alre
         fprintf(log, "testbed: link emulator running (pid %d), launcher namespace ready\n",
                 (int)linkemu_pid(tb->name));
     if (tb->containers) {
+        char share[ET_PATH_MAX];
+        tb_share_dir(tb->name, share, sizeof share);
+        if (mkdirs(share, 0755) < 0) {
+            et_errf(e, ET_ERUNTIME, "testbed: cannot create %s (%s)", share, strerror(errno));
+            goto fail;
+        }
         if (write_hosts(tb, e) < 0)
             goto fail;
         for (int i = 0; i < tb->n; i++) {
@@ -2247,6 +2303,9 @@ int et_testbed_launch_argv(const et_config *cfg, char *const *mpirun_argv, doubl
         {"btl_tcp_if_include", ET_TB_SUBNET},
         {"oob_tcp_if_include", ET_TB_SUBNET},
         {"mpi_yield_when_idle", "1"},
+        {"btl_tcp_eager_limit", "4194304"},
+        {"btl_tcp_rndv_eager_limit", "4194304"},
+        {"btl_tcp_max_send_size", "4194304"},
     };
     av_push(&a, "--mca");
     av_push(&a, "plm_rsh_agent");
@@ -2280,4 +2339,1348 @@ int et_testbed_launch_argv(const et_config *cfg, char *const *mpirun_argv, doubl
     et_testbed_free(tb);
     *out = a.v;
     return 0;
+}
+
+/* ----------------------------------------------------------- calibration */
+
+/*
+ * The calibration (testbed.h): the rank side runs inside the containers
+ * under mpirun; the host side launches it, derives the figures from its
+ * "etb-calib" lines and stores them. The text form (et_tb_cal_save) is the
+ * same in the test bed's state and in a run directory.
+ */
+
+#define CAL_FORMAT 1
+#define CAL_RTT_REPS 15   /* 1-byte round trips per pair (after one warm-up) */
+#define CAL_MSG_REPS 9    /* large messages per pair and direction (after one warm-up) */
+#define CAL_PARTS 5       /* each compute loop: the median of this many parts */
+#define CAL_MAX_BYTES (64 << 20)   /* largest link probe message */
+#define CAL_TRIES 3       /* calibrations at most, when other work disturbs them */
+#define CAL_QUIET_CORES 0.25   /* other work under this many cores: undisturbed */
+
+/* Complete a request by polling it with growing naps (50 us to 2 ms): a
+ * waiting calibration rank must not take CPU from a rank that shares its
+ * container (busy-waiting in MPI would spend the container's quota). */
+static void cal_wait(MPI_Request *req)
+{
+    long ns = 50000;
+    for (;;) {
+        int done = 0;
+        MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            return;
+        struct timespec ts = {0, ns};
+        nanosleep(&ts, NULL);
+        if (ns < 2000000)
+            ns *= 2;
+    }
+}
+
+/* A barrier over comm that waits with cal_wait. */
+static void cal_barrier(MPI_Comm comm)
+{
+    MPI_Request r;
+    MPI_Ibarrier(comm, &r);
+    cal_wait(&r);
+}
+
+/* What one rank measured (sent to rank 0 as bytes). */
+typedef struct cal_meas {
+    int server;           /* by host name; -1 when the host is no server */
+    int err;              /* 1: msg says what went wrong */
+    double fb_s, fwd_s, opt_s, fbtp_s;   /* fbtp_s: NAN without a TP group */
+    double t_begin, t_end;               /* realtime of the compute phase */
+    int n_fb, n_fwd, n_opt, n_fbtp;
+    char host[64];
+    char msg[256];
+} cal_meas;
+
+/* xorshift64 step for the calibration's made-up data. */
+static uint64_t cal_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* gpt2_tp.allreduce of the calibration: the sum over the TP group. */
+static void cal_tp_allreduce(void *ctx, float *buf, size_t n)
+{
+    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, *(MPI_Comm *)ctx);
+}
+
+/* Median of v[0..n-1] (sorts v). */
+static double cal_median(double *v, int n);
+
+/* One rank's calibration work: its shard, optimizer, activations, made-up
+ * data (see cal_compute). */
+typedef struct cal_work {
+    gpt2_shard *sh;
+    optim_state *st;
+    optim_config oc;
+    gpt2_acts *a;
+    int *tok, *tgt;
+    float *x, *dx;
+    float scale;
+    const gpt2_tp *tp;       /* the TP group's all-reduce, or NULL */
+    long step;
+} cal_work;
+
+enum { CAL_FB, CAL_FWD, CAL_OPT };
+
+/* One repetition of `kind`. */
+static void cal_once(cal_work *w, int kind)
+{
+    if (kind == CAL_OPT) {
+        gpt2_shard_zero_grad(w->sh);
+        optim_grad_sqsum(w->sh, 1, 0);
+        optim_step(w->sh, w->st, &w->oc, w->step++, 1.0);
+        return;
+    }
+    gpt2_forward(w->sh, w->a, w->tok, w->x, w->tgt, w->tp);
+    if (kind == CAL_FB)
+        gpt2_backward(w->sh, w->a, w->tok, w->dx, w->scale, w->tp);
+}
+
+/*
+ * Time `kind` in CAL_PARTS consecutive parts: each part runs `per_part`
+ * repetitions when per_part > 0 (the TP loop: every member must run the
+ * same count), else repetitions until part_s has passed (at least one).
+ * Returns the median of the parts' means (robust to a burst of other load
+ * on the host within the window); *n receives the repetitions in all.
+ */
+static double cal_time(cal_work *w, int kind, double part_s, int per_part, int *n)
+{
+    double means[CAL_PARTS];
+    *n = 0;
+    for (int p = 0; p < CAL_PARTS; p++) {
+        double t0 = mono();
+        int k = 0;
+        do {
+            cal_once(w, kind);
+            k++;
+        } while (per_part > 0 ? k < per_part : mono() - t0 < part_s);
+        means[p] = (mono() - t0) / k;
+        *n += k;
+    }
+    return cal_median(means, CAL_PARTS);
+}
+
+/*
+ * Worker rank `rank`'s compute measurement: its shard of the plan, one
+ * micro-batch of the plan's shape, made-up tokens/activations/gradients
+ * (the same for every member of a TP group, as the boundary tensor is).
+ * Loops, each after a warm-up, each timed with cal_time (CAL_PARTS parts of
+ * many CFS periods each, the median part):
+ *   forward+backward without the tensor-parallel reduction, `seconds`;
+ *   forward alone, seconds/2;
+ *   optimizer steps (zero grad, squared norm, AdamW), seconds/4;
+ *   with a TP group (tp_comm not MPI_COMM_NULL): forward+backward with the
+ *   real all-reduces over the group, as the training step does them, for
+ *   about `seconds` (the same count on every member, set by the slowest
+ *   member's first loop); one group at a time (group `tp_color` of
+ *   n_groups), the other ranks asleep, as a pipeline stage mostly runs its
+ *   micro-batch while the other stages wait or compute apart.
+ * The first three are pure compute (the servers' GFLOP/s), the last adds the
+ * tensor-parallel all-reduces as they happen inside a stage, between
+ * containers whose CPU caps slice time differently (the TP links). All
+ * ranks start each part together (cal_barrier), sharing the host as the
+ * training ranks do. Fills m (m->err and m->msg on failure; the rank still
+ * takes part in every barrier and collective).
+ */
+static void cal_compute(const et_config *cfg, const et_plan *plan, int rank, double seconds,
+                        MPI_Comm tp_comm, int tp_color, int n_groups, cal_meas *m)
+{
+    plan_role ro;
+    int worker = rank > 0 && plan_rank_role(plan, rank, &ro) == 0;
+    cal_work w;
+    memset(&w, 0, sizeof w);
+    int B = plan->micro_batch, T = cfg->training.seq_len, C = cfg->model.n_embd;
+    size_t N = (size_t)B * (size_t)T;
+    trainer_optim_config(&cfg->training, &w.oc);
+    w.scale = 1.0f / (float)plan->micro_batches;
+    if (worker) {
+        gpt2_shard_spec spec = {ro.layer_first, ro.layer_last, ro.has_embed, ro.has_head,
+                                ro.tp_index, ro.tp};
+        et_err e;
+        et_err_clear(&e);
+        w.sh = gpt2_shard_new(&cfg->model, &spec, &e);
+        if (!w.sh) {
+            m->err = 1;
+            snprintf(m->msg, sizeof m->msg, "%.255s", e.msg);
+        } else {
+            gpt2_shard_init_random(w.sh, cfg->training.seed);
+            w.st = optim_state_new(w.sh);
+            w.a = gpt2_acts_new(w.sh, B, T);
+            w.tok = et_xcalloc(N, sizeof *w.tok);
+            w.tgt = et_xcalloc(N, sizeof *w.tgt);
+            uint64_t r = 0x9e3779b97f4a7c15ull ^ (uint64_t)(ro.replica * plan->n_stages + ro.stage + 1);
+            for (size_t i = 0; i < N; i++) {
+                w.tok[i] = (int)(cal_rand(&r) % (uint64_t)cfg->model.vocab_size);
+                w.tgt[i] = (int)(cal_rand(&r) % (uint64_t)cfg->model.vocab_size);
+            }
+            if (!ro.has_embed) {
+                w.x = et_amalloc(N * (size_t)C * sizeof *w.x);
+                for (size_t i = 0; i < N * (size_t)C; i++)
+                    w.x[i] = (float)((double)(cal_rand(&r) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+            }
+            if (!ro.has_head) {
+                w.dx = et_amalloc(N * (size_t)C * sizeof *w.dx);
+                for (size_t i = 0; i < N * (size_t)C; i++)
+                    w.dx[i] = (float)((double)(cal_rand(&r) >> 11) / 9007199254740992.0 * 2e-3 - 1e-3);
+            }
+        }
+    }
+    if (w.sh) {
+        /* warm-up: first touches of every buffer, BLAS set-up */
+        cal_once(&w, CAL_FB);
+        cal_once(&w, CAL_OPT);
+    }
+    cal_barrier(MPI_COMM_WORLD);
+    m->t_begin = wallclock();
+    if (w.sh) {
+        m->fb_s = cal_time(&w, CAL_FB, seconds / CAL_PARTS, 0, &m->n_fb);
+        m->fwd_s = cal_time(&w, CAL_FWD, seconds / 2 / CAL_PARTS, 0, &m->n_fwd);
+        m->opt_s = cal_time(&w, CAL_OPT, seconds / 4 / CAL_PARTS, 0, &m->n_opt);
+    }
+    m->fbtp_s = NAN;
+    for (int gi = 0; gi < n_groups; gi++) {
+        cal_barrier(MPI_COMM_WORLD);
+        if (tp_comm == MPI_COMM_NULL || tp_color != gi)
+            continue;
+        /* Every member runs the same count (collectives inside): enough for
+         * seconds/2 at the slowest member's pace without the reduction
+         * (about `seconds` with it). */
+        double slowest = w.sh ? m->fb_s : 0;
+        MPI_Allreduce(MPI_IN_PLACE, &slowest, 1, MPI_DOUBLE, MPI_MAX, tp_comm);
+        int per_part = 1;
+        if (slowest > 0 && seconds / 2 / CAL_PARTS / slowest > per_part)
+            per_part = (int)ceil(seconds / 2 / CAL_PARTS / slowest);
+        int ok = w.sh != NULL, all_ok = 0;
+        MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, tp_comm);
+        if (all_ok) {
+            gpt2_tp tp = {cal_tp_allreduce, &tp_comm, NULL};
+            w.tp = &tp;
+            cal_once(&w, CAL_FB);
+            MPI_Barrier(tp_comm);
+            m->fbtp_s = cal_time(&w, CAL_FB, 0, per_part, &m->n_fbtp);
+            w.tp = NULL;
+        }
+    }
+    cal_barrier(MPI_COMM_WORLD);
+    m->t_end = wallclock();
+    free(w.tok);
+    free(w.tgt);
+    et_afree(w.x);
+    et_afree(w.dx);
+    gpt2_acts_free(w.a);
+    if (w.st)
+        optim_state_free(w.st);
+    gpt2_shard_free(w.sh);
+}
+
+/* Median of v[0..n-1] (sorts v). */
+static double cal_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n ? v[n / 2] : NAN;
+}
+
+/* `bytes` from ra to rb answered by one byte, reps times after a warm-up;
+ * the median time as ra saw it (0 on rb). Both ranks wait in MPI as the
+ * training ranks do. buf holds at least `bytes`. */
+static double cal_pingpong(int me, int ra, int rb, char *buf, int bytes, int reps)
+{
+    double t[CAL_RTT_REPS > CAL_MSG_REPS ? CAL_RTT_REPS : CAL_MSG_REPS];
+    int n = 0;
+    for (int k = 0; k <= reps; k++) {
+        if (me == ra) {
+            double t0 = mono();
+            MPI_Send(buf, bytes, MPI_CHAR, rb, 11, MPI_COMM_WORLD);
+            MPI_Recv(buf, 1, MPI_CHAR, rb, 12, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            if (k > 0)
+                t[n++] = mono() - t0;
+        } else if (me == rb) {
+            MPI_Recv(buf, bytes, MPI_CHAR, ra, 11, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            MPI_Send(buf, 1, MPI_CHAR, ra, 12, MPI_COMM_WORLD);
+        }
+    }
+    return me == ra ? cal_median(t, n) : 0.0;
+}
+
+/* The rank side (testbed.h). */
+int et_testbed_calibrate_ranks(const char *config, const char *plan_path, double seconds)
+{
+    MPI_Init(NULL, NULL);
+    int me, np;
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    MPI_Comm_size(MPI_COMM_WORLD, &np);
+    et_err e;
+    et_err_clear(&e);
+    et_config *cfg = et_config_load(config, &e);
+    et_plan *plan = cfg ? plan_load(plan_path, cfg, &e) : NULL;
+    cal_meas m;
+    memset(&m, 0, sizeof m);
+    m.server = -1;
+    gethostname(m.host, sizeof m.host - 1);
+    if (!plan) {
+        m.err = 1;
+        snprintf(m.msg, sizeof m.msg, "%.255s", e.msg);
+    } else if (np != plan_n_ranks(plan)) {
+        m.err = 1;
+        snprintf(m.msg, sizeof m.msg, "%d ranks started, the plan has %d", np, plan_n_ranks(plan));
+    } else {
+        m.server = et_cluster_find(&cfg->cluster, m.host);
+        plan_role ro;
+        int want = me == 0 ? 0 : (plan_rank_role(plan, me, &ro) == 0 ? ro.server : -1);
+        if (m.server != want) {
+            m.err = 1;
+            snprintf(m.msg, sizeof m.msg, "rank %d runs on host '%s', the plan puts it on server %s", me,
+                     m.host, want >= 0 ? cfg->cluster.servers[want].name : "?");
+        }
+    }
+    int ok = !m.err, all_ok = 0;
+    MPI_Request req;
+    MPI_Iallreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &req);
+    cal_wait(&req);
+    cal_meas *all = me == 0 ? et_xcalloc((size_t)np, sizeof *all) : NULL;
+    int rc = 0;
+    MPI_Comm tp_comm = MPI_COMM_NULL;
+    if (all_ok) {
+        /* One communicator per tensor-parallel group (replica, stage) of
+         * more than one rank; everyone else (the controller) takes none. */
+        plan_role ro;
+        int color = MPI_UNDEFINED;
+        if (me > 0 && plan_rank_role(plan, me, &ro) == 0 && ro.tp > 1)
+            color = ro.replica * plan->n_stages + ro.stage;
+        MPI_Comm_split(MPI_COMM_WORLD, color, me, &tp_comm);
+        cal_compute(cfg, plan, me, seconds, tp_comm, color, plan->n_replicas * plan->n_stages, &m);
+        ok = !m.err;
+        if (tp_comm != MPI_COMM_NULL)
+            MPI_Comm_free(&tp_comm);
+    }
+    MPI_Igather(&m, (int)sizeof m, MPI_BYTE, all, (int)sizeof m, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+    cal_wait(&req);
+    MPI_Iallreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &req);
+    cal_wait(&req);
+    if (me == 0)
+        for (int r = 0; r < np; r++)
+            if (all[r].err) {
+                fprintf(stderr, "edgetrain: testbed calibrate: rank %d on %s: %s\n", r, all[r].host,
+                        all[r].msg);
+                rc = 1;
+            }
+    if (!all_ok || !ok) {
+        free(all);
+        plan_free(plan);
+        et_config_free(cfg);
+        MPI_Finalize();
+        return rc ? rc : 1;
+    }
+
+    /* Links: the lowest worker rank of each server speaks for it. */
+    const et_cluster *c = &cfg->cluster;
+    int ns = c->n_servers;
+    int *leader = et_xcalloc((size_t)ns, sizeof *leader);
+    for (int s = 0; s < ns; s++)
+        leader[s] = -1;
+    for (int r = np - 1; r >= 1; r--) {
+        plan_role ro;
+        if (plan_rank_role(plan, r, &ro) == 0)
+            leader[ro.server] = r;
+    }
+    /* The boundary tensor's bytes (capped: a probe need not be huge to
+     * measure a link's bandwidth). */
+    long lbytes = 4L * plan->micro_batch * cfg->training.seq_len * cfg->model.n_embd;
+    int bytes = lbytes > CAL_MAX_BYTES ? CAL_MAX_BYTES : (int)lbytes;
+    char *buf = et_xcalloc((size_t)bytes, 1);
+    if (me == 0) {
+        printf("etb-calib window %.3f %.3f\n", m.t_begin, m.t_end);
+        for (int r = 1; r < np; r++)
+            printf("etb-calib rank %d server %s fb %.9g fwd %.9g opt %.9g fbtp %.9g reps %d %d %d %d\n",
+                   r, c->servers[all[r].server].name, all[r].fb_s, all[r].fwd_s, all[r].opt_s,
+                   all[r].fbtp_s, all[r].n_fb, all[r].n_fwd, all[r].n_opt, all[r].n_fbtp);
+        fflush(stdout);
+    }
+    for (int a = 0; a < ns; a++)
+        for (int b = a + 1; b < ns; b++) {
+            if (leader[a] < 0 || leader[b] < 0)
+                continue;
+            int ra = leader[a], rb = leader[b];
+            cal_barrier(MPI_COMM_WORLD);
+            double v[3] = {0, 0, 0};
+            if (me == ra || me == rb) {
+                v[0] = cal_pingpong(me, ra, rb, buf, 1, CAL_RTT_REPS);
+                v[1] = cal_pingpong(me, ra, rb, buf, bytes, CAL_MSG_REPS);
+                double ba = cal_pingpong(me, rb, ra, buf, bytes, CAL_MSG_REPS);
+                if (me == rb)
+                    MPI_Send(&ba, 1, MPI_DOUBLE, ra, 13, MPI_COMM_WORLD);
+                else
+                    MPI_Recv(&v[2], 1, MPI_DOUBLE, rb, 13, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            }
+            /* ra is never rank 0 (leaders are workers): it hands over. */
+            if (me == ra) {
+                MPI_Send(v, 3, MPI_DOUBLE, 0, 14, MPI_COMM_WORLD);
+            } else if (me == 0) {
+                MPI_Irecv(v, 3, MPI_DOUBLE, ra, 14, MPI_COMM_WORLD, &req);
+                cal_wait(&req);
+                printf("etb-calib link %s %s bytes %d rtt %.9g ab %.9g ba %.9g\n", c->servers[a].name,
+                       c->servers[b].name, bytes, v[0], v[1], v[2]);
+                fflush(stdout);
+            }
+        }
+    cal_barrier(MPI_COMM_WORLD);
+    if (me == 0) {
+        printf("etb-calib end\n");
+        fflush(stdout);
+    }
+    free(buf);
+    free(leader);
+    free(all);
+    plan_free(plan);
+    et_config_free(cfg);
+    MPI_Finalize();
+    return 0;
+}
+
+/* Digest of what a calibration measures for (testbed.h). */
+void et_tb_cal_plan_sig(const et_config *cfg, const et_plan *p, char out[17])
+{
+    sbuf b = {0};
+    const gpt2_config *g = &cfg->model;
+    sb_printf(&b, "model %d %d %d %d %d\n", g->n_layer, g->n_head, g->n_embd, g->vocab_size,
+              g->block_size);
+    sb_printf(&b, "shape %d %d %d %d %d %d\n", p->micro_batch, cfg->training.seq_len,
+              p->micro_batches, p->n_stages, p->n_replicas, p->schedule);
+    for (int s = 0; s < p->n_stages; s++)
+        sb_printf(&b, "stage %d %d %d\n", p->first[s], p->last[s], p->tp[s]);
+    for (int k = 0; k < plan_n_workers(p); k++)
+        sb_printf(&b, "server %s\n", cfg->cluster.servers[p->server[k]].name);
+    fnv_hex(b.s, out);
+    free(b.s);
+}
+
+void et_tb_cal_free(et_tb_cal *c)
+{
+    if (!c)
+        return;
+    free(c->srv);
+    free(c->link);
+    memset(c, 0, sizeof *c);
+}
+
+/* An empty calibration for cfg's servers (config figures, nothing measured). */
+static void cal_init(et_tb_cal *c, const et_config *cfg)
+{
+    memset(c, 0, sizeof *c);
+    c->n_servers = cfg->cluster.n_servers;
+    c->others_cores = c->t_begin = c->t_end = NAN;
+    c->srv = et_xcalloc((size_t)c->n_servers, sizeof *c->srv);
+    for (int i = 0; i < c->n_servers; i++) {
+        const et_server *s = &cfg->cluster.servers[i];
+        snprintf(c->srv[i].name, sizeof c->srv[i].name, "%s", s->name);
+        c->srv[i].gflops_config = c->srv[i].gflops = s->gflops;
+        c->srv[i].fb_s = c->srv[i].fwd_s = c->srv[i].opt_s = c->srv[i].model_fb_s = NAN;
+        c->srv[i].fbtp_s = NAN;
+    }
+}
+
+/* Append a measured pair (links grow one at a time; few servers). */
+static et_tb_cal_link *cal_add_link(et_tb_cal *c)
+{
+    c->link = et_xrealloc(c->link, (size_t)(c->n_links + 1) * sizeof *c->link);
+    et_tb_cal_link *l = &c->link[c->n_links++];
+    memset(l, 0, sizeof *l);
+    l->rtt_s = l->ab_s = l->ba_s = l->ar_s = NAN;
+    return l;
+}
+
+/* The entry of pair {a, b} (a != b), appended (nothing measured) when absent. */
+static et_tb_cal_link *cal_pair(et_tb_cal *c, const et_config *cfg, int a, int b, double bytes)
+{
+    int lo = a < b ? a : b, hi = a < b ? b : a;
+    for (int k = 0; k < c->n_links; k++)
+        if (c->link[k].a == lo && c->link[k].b == hi)
+            return &c->link[k];
+    et_tb_cal_link *l = cal_add_link(c);
+    l->a = lo;
+    l->b = hi;
+    l->bytes = bytes;
+    l->config = et_cluster_link(&cfg->cluster, lo, hi);
+    l->calibrated = l->config;
+    return l;
+}
+
+/* The calibrated link of a measured pair (see testbed.h): latency rtt/2,
+ * bandwidth from the large messages' one-way time less the round trip, or,
+ * inside a TP group, the bandwidth that makes the ring all-reduce of `bytes`
+ * over ar_p members take ar_s at that latency; never better than the
+ * config's link. */
+static et_link cal_link_of(const et_tb_cal_link *l)
+{
+    et_link r = l->config;
+    double lat = l->rtt_s / 2, one = (l->ab_s + l->ba_s) / 2 - l->rtt_s;
+    if (isfinite(lat) && lat > r.latency)
+        r.latency = lat;
+    double bw = isfinite(one) && one > 0 ? l->bytes / one : INFINITY;
+    if (isfinite(l->ar_s) && l->ar_p > 1) {
+        /* ring: 2(p-1) steps of latency + bytes/(p*bw) */
+        double step = l->ar_s / (2.0 * (l->ar_p - 1));
+        bw = step > r.latency ? l->bytes / l->ar_p / (step - r.latency) : INFINITY;
+    }
+    if (isfinite(bw) && bw < r.bandwidth)
+        r.bandwidth = bw;
+    return r;
+}
+
+/*
+ * Per-server figures from the ranks' measurements (testbed.h): each worker
+ * rank's step work as the cost model charges it (M micro-batches of its
+ * stage's forward+backward FLOPs, and its optimizer's bytes at
+ * CM_FLOP_PER_BYTE), summed per server, over the measured seconds of the
+ * same work; and each TP group's in-stage all-reduce time (see testbed.h)
+ * onto the pairs inside it. meas[k] is rank k's (fb, fwd, opt, fbtp)
+ * seconds.
+ */
+static void cal_derive_servers(et_tb_cal *c, const et_config *cfg, const et_plan *p,
+                               const double (*meas)[4], const int *have)
+{
+    cm_model cm;
+    cm_model_init(&cm, &cfg->model, p->micro_batch, cfg->training.seq_len);
+    int n = c->n_servers, M = p->micro_batches;
+    double *charge = et_xcalloc((size_t)n, sizeof *charge), *secs = et_xcalloc((size_t)n, sizeof *secs);
+    double *fb = et_xcalloc((size_t)n, sizeof *fb), *fwd = et_xcalloc((size_t)n, sizeof *fwd);
+    double *opt = et_xcalloc((size_t)n, sizeof *opt), *mfb = et_xcalloc((size_t)n, sizeof *mfb);
+    double *fbtp = et_xcalloc((size_t)n, sizeof *fbtp);
+    int *ntp = et_xcalloc((size_t)n, sizeof *ntp);
+    for (int k = 1; k < plan_n_ranks(p); k++) {
+        plan_role ro;
+        if (!have[k] || plan_rank_role(p, k, &ro) != 0)
+            continue;
+        int nl = ro.layer_last - ro.layer_first + 1, s = ro.server;
+        double f = nl * cm.block_fwd_flops / ro.tp + (ro.has_head ? cm.head_fwd_flops : 0.0);
+        double b = nl * cm.block_bwd_flops / ro.tp + (ro.has_head ? cm.head_bwd_flops : 0.0);
+        double params = (double)cm_stage_params(&cm, nl, ro.has_embed, ro.has_head, ro.tp, p->n_stages);
+        charge[s] += M * (f + b) + params * CM_OPT_BYTES_PER_PARAM * CM_FLOP_PER_BYTE;
+        secs[s] += M * meas[k][0] + meas[k][2];
+        fb[s] += meas[k][0];
+        fwd[s] += meas[k][1];
+        opt[s] += meas[k][2];
+        mfb[s] += (f + b) / (cfg->cluster.servers[s].gflops * 1e9);
+        if (isfinite(meas[k][3])) {
+            fbtp[s] += meas[k][3];
+            ntp[s]++;
+        }
+        c->srv[s].ranks++;
+    }
+    /* TP groups: one all-reduce = (the group's forward+backward with them -
+     * its slowest member's without) / (4 per layer). */
+    for (int r = 0; r < p->n_replicas; r++)
+        for (int s = 0; s < p->n_stages; s++) {
+            int tp = p->tp[s], nl = p->last[s] - p->first[s] + 1;
+            if (tp < 2 || nl < 1)
+                continue;
+            double with = 0, without = 0;
+            int ok = 1;
+            for (int i = 0; i < tp; i++) {
+                int k = plan_rank(p, r, s, i);
+                ok &= have[k] && isfinite(meas[k][3]);
+                if (ok) {
+                    with += meas[k][3] / tp;
+                    without = fmax(without, meas[k][0]);
+                }
+            }
+            if (!ok)
+                continue;
+            double ar = (with - without) / (4.0 * nl);
+            if (!(ar > 0))
+                ar = 0;
+            const int *g = plan_group_c(p, r, s);
+            for (int i = 0; i < tp; i++)
+                for (int j = i + 1; j < tp; j++) {
+                    if (g[i] == g[j])
+                        continue;
+                    et_tb_cal_link *l = cal_pair(c, cfg, g[i], g[j], cm.tp_bytes);
+                    if (!isfinite(l->ar_s) || ar > l->ar_s) {
+                        l->ar_s = ar;
+                        l->ar_p = tp;
+                    }
+                    l->calibrated = cal_link_of(l);
+                }
+        }
+    for (int s = 0; s < n; s++) {
+        et_tb_cal_server *v = &c->srv[s];
+        if (!v->ranks || !(secs[s] > 0))
+            continue;
+        v->gflops = charge[s] / secs[s] / 1e9;
+        v->fb_s = fb[s] / v->ranks;
+        v->fwd_s = fwd[s] / v->ranks;
+        v->opt_s = opt[s] / v->ranks;
+        v->model_fb_s = mfb[s] / v->ranks;
+        v->fbtp_s = ntp[s] ? fbtp[s] / ntp[s] : NAN;
+    }
+    free(fbtp);
+    free(ntp);
+    free(charge);
+    free(secs);
+    free(fb);
+    free(fwd);
+    free(opt);
+    free(mfb);
+}
+
+/* Parse the job's "etb-calib" lines into c (the servers' figures and the
+ * links). -1 with e set when a line is malformed or the end marker is
+ * missing (the job died). */
+static int cal_parse_job(et_tb_cal *c, const et_config *cfg, const et_plan *p, const char *text,
+                         et_err *e)
+{
+    int nr = plan_n_ranks(p), ended = 0;
+    double (*meas)[4] = et_xcalloc((size_t)nr, sizeof *meas);
+    int *have = et_xcalloc((size_t)nr, sizeof *have);
+    int rc = 0;
+    for (const char *l = text; *l;) {
+        size_t len = strcspn(l, "\n");
+        char line[512];
+        snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1), l);
+        l += len + (l[len] ? 1 : 0);
+        if (strncmp(line, "etb-calib ", 10) != 0)
+            continue;
+        int k, bytes, n1, n2, n3, n4;
+        char a[ET_NAME_MAX], b[ET_NAME_MAX];
+        double x, y, z, w;
+        if (!strcmp(line, "etb-calib end")) {
+            ended = 1;
+        } else if (sscanf(line, "etb-calib window %lf %lf", &x, &y) == 2) {
+            c->t_begin = x;
+            c->t_end = y;
+        } else if (sscanf(line, "etb-calib rank %d server %63s fb %lf fwd %lf opt %lf fbtp %lf reps %d %d "
+                          "%d %d", &k, a, &x, &y, &z, &w, &n1, &n2, &n3, &n4) == 10) {
+            if (k < 1 || k >= nr || !(x > 0) || !(y > 0) || !(z > 0) || w <= 0) {
+                rc = et_errf(e, ET_ERUNTIME, "testbed calibrate: implausible measurement: %s", line);
+                break;
+            }
+            meas[k][0] = x;
+            meas[k][1] = y;
+            meas[k][2] = z;
+            meas[k][3] = w;
+            have[k] = 1;
+        } else if (sscanf(line, "etb-calib link %63s %63s bytes %d rtt %lf ab %lf ba %lf", a, b, &bytes,
+                          &x, &y, &z) == 6) {
+            int ia = et_cluster_find(&cfg->cluster, a), ib = et_cluster_find(&cfg->cluster, b);
+            if (ia < 0 || ib < 0 || !(x > 0) || !(y > 0) || !(z > 0)) {
+                rc = et_errf(e, ET_ERUNTIME, "testbed calibrate: implausible measurement: %s", line);
+                break;
+            }
+            et_tb_cal_link *lk = cal_pair(c, cfg, ia, ib, bytes);
+            lk->rtt_s = x;
+            lk->ab_s = ia < ib ? y : z;
+            lk->ba_s = ia < ib ? z : y;
+            lk->config = et_cluster_link(&cfg->cluster, lk->a, lk->b);
+            lk->calibrated = cal_link_of(lk);
+        } else {
+            rc = et_errf(e, ET_ERUNTIME, "testbed calibrate: unexpected line from the job: %s", line);
+            break;
+        }
+    }
+    if (!rc && !ended)
+        rc = et_errf(e, ET_ERUNTIME, "testbed calibrate: the calibration job ended early (no results)");
+    for (int k = 1; !rc && k < nr; k++)
+        if (!have[k])
+            rc = et_errf(e, ET_ERUNTIME, "testbed calibrate: no measurement from rank %d", k);
+    if (!rc)
+        cal_derive_servers(c, cfg, p, (const double(*)[4])meas, have);
+    free(meas);
+    free(have);
+    return rc;
+}
+
+/* Mean cores that other work used between realtimes t0 and t1 according to
+ * a monitor's CSV (et_testbed_monitor_start); NAN when it says nothing. */
+static double cal_others(const char *csv, double t0, double t1)
+{
+    FILE *f = fopen(csv, "r");
+    if (!f)
+        return NAN;
+    char line[256];
+    double sum = 0;
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        double t, h, b, l, o;
+        if (sscanf(line, "%lf,%lf,%lf,%lf,%lf", &t, &h, &b, &l, &o) == 5 && t > t0 && t - 0.5 < t1) {
+            sum += o;
+            n++;
+        }
+    }
+    fclose(f);
+    return n ? sum / n : NAN;
+}
+
+/* Host side (testbed.h): the plan into the share directory, the rankfile,
+ * the job across the containers, its lines parsed, the result stored. */
+int et_testbed_calibrate(const et_config *cfg, const et_plan *plan, double seconds, FILE *log,
+                         et_tb_cal *out, et_err *e)
+{
+    memset(out, 0, sizeof *out);
+    if (!(seconds > 0) || seconds > 600)
+        return et_errf(e, ET_EINPUT, "testbed calibrate: seconds must be in (0, 600]");
+    char name[ET_TB_NAME_MAX + 1];
+    et_testbed_name_from(cfg->name, name);
+    et_testbed *tb = et_testbed_load_state(name, e);
+    if (!tb)
+        return -1;
+    if (tb->containers && tb->recipe < 3) {
+        et_testbed_free(tb);
+        return et_errf(e, ET_ERUNTIME, "testbed '%s' was made by an older edgetrain (no shared "
+                       "directory for the calibration): run 'edgetrain testbed up %s' again",
+                       name, cfg->path);
+    }
+    char share[ET_PATH_MAX], plan_file[ET_PATH_MAX + 32], rankfile[ET_PATH_MAX + 32];
+    tb_share_dir(name, share, sizeof share);
+    snprintf(plan_file, sizeof plan_file, "%s/calib-plan.yaml", share);
+    snprintf(rankfile, sizeof rankfile, "%s/calib-rankfile", share);
+    if (plan_write(plan, cfg, plan_file, e) != 0) {
+        et_testbed_free(tb);
+        return -1;
+    }
+    sbuf rf = {0};
+    sb_printf(&rf, "# edgetrain test bed calibration: rank 0 beside the controller, then the plan's workers\n");
+    {
+        int nr = plan_n_ranks(plan), *count = et_xcalloc((size_t)cfg->cluster.n_servers, sizeof *count);
+        for (int k = 0; k < nr; k++) {
+            plan_role ro;
+            int s = k == 0 ? 0 : (plan_rank_role(plan, k, &ro) == 0 ? ro.server : 0);
+            sb_printf(&rf, "rank %d=%s slot=%d\n", k, cfg->cluster.servers[s].name, count[s]++);
+        }
+        free(count);
+    }
+    int rc = write_file_atomic(rankfile, rf.s, e);
+    free(rf.s);
+    if (rc < 0) {
+        et_testbed_free(tb);
+        return -1;
+    }
+
+    char exe[ET_PATH_MAX], cfg_abs[ET_PATH_MAX], np[16], secs[32];
+    if (self_exe(exe, sizeof exe) < 0 || !realpath(cfg->path, cfg_abs)) {
+        et_testbed_free(tb);
+        return et_errf(e, ET_ERUNTIME, "testbed calibrate: cannot resolve the binary or %s", cfg->path);
+    }
+    snprintf(np, sizeof np, "%d", plan_n_ranks(plan));
+    snprintf(secs, sizeof secs, "%g", seconds);
+    argvec j = {0};
+    av_push(&j, "mpirun");
+    av_push(&j, "-np");
+    av_push(&j, np);
+    av_push(&j, "--rankfile");
+    av_push(&j, rankfile);
+    av_push(&j, "-x");
+    av_push(&j, "OPENBLAS_NUM_THREADS=1");
+    if (getenv("OPENBLAS_CORETYPE")) {
+        av_push(&j, "-x");
+        av_push(&j, "OPENBLAS_CORETYPE");
+    }
+    av_push(&j, exe);
+    av_push(&j, "testbed");
+    av_push(&j, "calibrate-ranks");
+    av_push(&j, cfg_abs);
+    av_push(&j, plan_file);
+    av_push(&j, secs);
+    char **full = NULL;
+    double load[1] = {NAN};
+    if (getloadavg(load, 1) < 1)
+        load[0] = NAN;
+    int groups = 0;
+    for (int st = 0; st < plan->n_stages; st++)
+        groups += plan->tp[st] > 1 ? plan->n_replicas : 0;
+    if (log)
+        fprintf(log, "testbed: calibrating '%s' for this plan (%d ranks, about %.0f s)\n", name,
+                plan_n_ranks(plan), (1.75 + groups) * seconds + 8);
+    rc = et_testbed_launch_argv(cfg, j.v, 120 + 4 * seconds, &full, e);
+    av_free(&j);
+    if (rc < 0) {
+        et_testbed_free(tb);
+        return -1;
+    }
+    size_t cap = 65536 + (size_t)cfg->cluster.n_servers * (size_t)cfg->cluster.n_servers * 160 +
+                 (size_t)plan_n_ranks(plan) * 160;
+    char *text = et_xmalloc(cap), csv[ET_PATH_MAX + 32];
+    snprintf(csv, sizeof csv, "%s/calib-hostcpu.csv", share);
+    /* Other work on the host only ever slows a measurement: a calibration
+     * during which it used CAL_QUIET_CORES or more is made again (up to
+     * CAL_TRIES in all), and the quietest one is kept. */
+    int have = 0;
+    for (int t = 0; t < CAL_TRIES; t++) {
+        et_err me;
+        et_err_clear(&me);
+        et_tb_monitor *mon = et_testbed_monitor_start(name, csv, 0.5, &me);
+        rc = run_cmd(full, 1, text, cap, NULL, 0, e);
+        et_testbed_monitor_stop(mon);
+        if (rc != 0) {
+            rc = rc < 0 ? -1 : et_errf(e, ET_ERUNTIME, "testbed calibrate: the calibration job failed "
+                                       "(mpirun exit %d%s)", rc, rc == 124 ? ": timed out" : "");
+            break;
+        }
+        et_tb_cal cur;
+        cal_init(&cur, cfg);
+        snprintf(cur.testbed, sizeof cur.testbed, "%s", name);
+        snprintf(cur.fingerprint, sizeof cur.fingerprint, "%s", tb->fingerprint);
+        et_tb_cal_plan_sig(cfg, plan, cur.plan_sig);
+        cur.when = wallclock();
+        cur.load1 = load[0];
+        cur.seconds = seconds;
+        cur.cpu_scale = tb->cpu_scale;
+        cur.micro_batch = plan->micro_batch;
+        cur.seq_len = cfg->training.seq_len;
+        cur.micro_batches = plan->micro_batches;
+        cur.tries = t + 1;
+        for (int i = 0; i < cur.n_servers; i++)
+            for (int k = 0; k < tb->n; k++)
+                if (!strcmp(tb->srv[k].name, cur.srv[i].name))
+                    cur.srv[i].cpus = tb->srv[k].cpus;
+        if ((rc = cal_parse_job(&cur, cfg, plan, text, e)) < 0) {
+            et_tb_cal_free(&cur);
+            break;
+        }
+        cur.others_cores = cal_others(csv, cur.t_begin, cur.t_end);
+        if (!have || !(cur.others_cores >= out->others_cores)) {
+            if (have)
+                et_tb_cal_free(out);
+            *out = cur;
+            have = 1;
+        } else {
+            et_tb_cal_free(&cur);
+        }
+        if (!(out->others_cores >= CAL_QUIET_CORES))
+            break;
+        if (log && t + 1 < CAL_TRIES)
+            fprintf(log, "testbed: other work on the host used %.2f cores during the calibration: "
+                    "measuring again\n", out->others_cores);
+        if (getloadavg(load, 1) < 1)
+            load[0] = NAN;
+    }
+    free(text);
+    unlink(csv);
+    et_testbed_argv_free(full);
+    et_testbed_free(tb);
+    if (rc < 0) {
+        if (have)
+            et_tb_cal_free(out);
+        return -1;
+    }
+    char state[ET_PATH_MAX];
+    tb_file(name, "calibration", state, sizeof state);
+    if (et_tb_cal_save(out, cfg, state, e) < 0) {
+        et_tb_cal_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+/* The text form (testbed.h): header keys, one "server" line per server,
+ * one "link" line per measured pair. */
+int et_tb_cal_save(const et_tb_cal *c, const et_config *cfg, const char *path, et_err *e)
+{
+    (void)cfg;
+    sbuf b = {0};
+    sb_printf(&b, "edgetrain-testbed-calibration %d\n", CAL_FORMAT);
+    sb_printf(&b, "testbed %s\nfingerprint %s\nplan %s\n", c->testbed, c->fingerprint, c->plan_sig);
+    sb_printf(&b, "when %.3f\nload1 %.17g\nseconds %.17g\ncpu_scale %.17g\n", c->when, c->load1,
+              c->seconds, c->cpu_scale);
+    sb_printf(&b, "shape %d %d %d\n", c->micro_batch, c->seq_len, c->micro_batches);
+    sb_printf(&b, "others_cores %.17g\ntries %d\nwindow %.3f %.3f\n", c->others_cores, c->tries,
+              c->t_begin, c->t_end);
+    for (int i = 0; i < c->n_servers; i++) {
+        const et_tb_cal_server *s = &c->srv[i];
+        sb_printf(&b, "server %s ranks %d cpus %.17g gflops_config %.17g gflops %.17g fb %.17g fwd %.17g "
+                  "opt %.17g model_fb %.17g fbtp %.17g\n", s->name, s->ranks, s->cpus, s->gflops_config,
+                  s->gflops, s->fb_s, s->fwd_s, s->opt_s, s->model_fb_s, s->fbtp_s);
+    }
+    for (int i = 0; i < c->n_links; i++) {
+        const et_tb_cal_link *l = &c->link[i];
+        sb_printf(&b, "link %s %s bytes %.17g rtt %.17g ab %.17g ba %.17g ar %.17g p %d\n",
+                  c->srv[l->a].name, c->srv[l->b].name, l->bytes, l->rtt_s, l->ab_s, l->ba_s, l->ar_s,
+                  l->ar_p);
+    }
+    int rc = write_file_atomic(path, b.s, e);
+    free(b.s);
+    return rc;
+}
+
+/* Read the text form back (testbed.h). */
+int et_tb_cal_load(const char *path, const et_config *cfg, et_tb_cal *out, et_err *e)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return et_errf(e, ET_EINPUT, "%s: cannot read (%s)", path, strerror(errno));
+    cal_init(out, cfg);
+    char line[1024];
+    int lineno = 0, bad = 0, version = 0;
+    const char *why = "malformed line";
+    while (!bad && fgets(line, sizeof line, f)) {
+        lineno++;
+        line[strcspn(line, "\n")] = 0;
+        char key[40], a[ET_NAME_MAX], b[ET_NAME_MAX];
+        int off = 0;
+        if (sscanf(line, "%39s %n", key, &off) != 1)
+            continue;
+        const char *v = line + off;
+        if (!strcmp(key, "edgetrain-testbed-calibration")) {
+            version = atoi(v);
+        } else if (!strcmp(key, "testbed")) {
+            snprintf(out->testbed, sizeof out->testbed, "%.*s", ET_TB_NAME_MAX, v);
+        } else if (!strcmp(key, "fingerprint")) {
+            snprintf(out->fingerprint, sizeof out->fingerprint, "%.16s", v);
+        } else if (!strcmp(key, "plan")) {
+            snprintf(out->plan_sig, sizeof out->plan_sig, "%.16s", v);
+        } else if (!strcmp(key, "when")) {
+            out->when = strtod(v, NULL);
+        } else if (!strcmp(key, "load1")) {
+            out->load1 = strtod(v, NULL);
+        } else if (!strcmp(key, "seconds")) {
+            out->seconds = strtod(v, NULL);
+        } else if (!strcmp(key, "cpu_scale")) {
+            out->cpu_scale = strtod(v, NULL);
+        } else if (!strcmp(key, "others_cores")) {
+            out->others_cores = strtod(v, NULL);
+        } else if (!strcmp(key, "tries")) {
+            out->tries = atoi(v);
+        } else if (!strcmp(key, "window")) {
+            bad = sscanf(v, "%lf %lf", &out->t_begin, &out->t_end) != 2;
+        } else if (!strcmp(key, "shape")) {
+            bad = sscanf(v, "%d %d %d", &out->micro_batch, &out->seq_len, &out->micro_batches) != 3;
+        } else if (!strcmp(key, "server")) {
+            et_tb_cal_server s;
+            memset(&s, 0, sizeof s);
+            double gc;
+            if (sscanf(v, "%63s ranks %d cpus %lf gflops_config %lf gflops %lf fb %lf fwd %lf opt %lf "
+                       "model_fb %lf fbtp %lf", a, &s.ranks, &s.cpus, &gc, &s.gflops, &s.fb_s, &s.fwd_s,
+                       &s.opt_s, &s.model_fb_s, &s.fbtp_s) != 10) {
+                bad = 1;
+                continue;
+            }
+            int i = et_cluster_find(&cfg->cluster, a);
+            if (i < 0 || !(s.gflops > 0)) {
+                bad = 1;
+                why = i < 0 ? "a server the config does not have" : "gflops not positive";
+                continue;
+            }
+            snprintf(s.name, sizeof s.name, "%s", cfg->cluster.servers[i].name);
+            s.gflops_config = cfg->cluster.servers[i].gflops;
+            out->srv[i] = s;
+        } else if (!strcmp(key, "link")) {
+            et_tb_cal_link l;
+            memset(&l, 0, sizeof l);
+            if (sscanf(v, "%63s %63s bytes %lf rtt %lf ab %lf ba %lf ar %lf p %d", a, b, &l.bytes, &l.rtt_s,
+                       &l.ab_s, &l.ba_s, &l.ar_s, &l.ar_p) != 8) {
+                bad = 1;
+                continue;
+            }
+            int ia = et_cluster_find(&cfg->cluster, a), ib = et_cluster_find(&cfg->cluster, b);
+            if (ia < 0 || ib < 0 || ia == ib) {
+                bad = 1;
+                why = "a pair of servers the config does not have";
+                continue;
+            }
+            l.a = ia < ib ? ia : ib;
+            l.b = ia < ib ? ib : ia;
+            l.config = et_cluster_link(&cfg->cluster, l.a, l.b);
+            l.calibrated = cal_link_of(&l);
+            *cal_add_link(out) = l;
+        }
+    }
+    fclose(f);
+    if (!bad && version != CAL_FORMAT) {
+        bad = 1;
+        why = "not an edgetrain calibration (format 1)";
+    }
+    if (bad) {
+        et_tb_cal_free(out);
+        return et_errf(e, ET_EINPUT, "%s:%d: %s (calibrate again: edgetrain testbed calibrate CONFIG)",
+                       path, lineno, why);
+    }
+    return 0;
+}
+
+/* The stored calibration, if it is for this test bed as it is now and this
+ * plan (testbed.h). */
+int et_testbed_stored_calibration(const char *name, const et_config *cfg, const char *plan_sig,
+                                  et_tb_cal *out, et_err *e)
+{
+    char path[ET_PATH_MAX];
+    tb_file(name, "calibration", path, sizeof path);
+    if (access(path, F_OK) != 0)
+        return 0;
+    et_err e2;
+    et_err_clear(&e2);
+    et_testbed *tb = et_testbed_load_state(name, &e2);
+    if (!tb)
+        return 0;
+    if (et_tb_cal_load(path, cfg, out, e) < 0) {
+        et_testbed_free(tb);
+        return -1;
+    }
+    int match = !strcmp(out->fingerprint, tb->fingerprint) && !strcmp(out->plan_sig, plan_sig);
+    et_testbed_free(tb);
+    if (!match)
+        et_tb_cal_free(out);
+    return match;
+}
+
+/* Calibrated copy of a cluster (testbed.h). */
+void et_tb_cal_cluster(const et_tb_cal *c, const et_cluster *in, int links, et_cluster *out)
+{
+    int n = in->n_servers;
+    *out = *in;
+    out->servers = et_xmalloc((size_t)n * sizeof *out->servers);
+    memcpy(out->servers, in->servers, (size_t)n * sizeof *out->servers);
+    out->link = et_xmalloc((size_t)n * (size_t)n * sizeof *out->link);
+    memcpy(out->link, in->link, (size_t)n * (size_t)n * sizeof *out->link);
+    for (int i = 0; i < n && i < c->n_servers; i++)
+        if (c->srv[i].ranks > 0)
+            out->servers[i].gflops = c->srv[i].gflops;
+    if (links)
+        for (int k = 0; k < c->n_links; k++) {
+            const et_tb_cal_link *l = &c->link[k];
+            if (l->a >= n || l->b >= n)
+                continue;
+            out->link[(size_t)l->a * n + l->b] = l->calibrated;
+            out->link[(size_t)l->b * n + l->a] = l->calibrated;
+        }
+}
+
+void et_tb_cal_cluster_free(et_cluster *out)
+{
+    free(out->servers);
+    free(out->link);
+    out->servers = NULL;
+    out->link = NULL;
+}
+
+/* A YAML double-quoted string of s into b. */
+static void sb_yaml_str(sbuf *b, const char *s)
+{
+    sb_printf(b, "\"");
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            sb_printf(b, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            sb_printf(b, "\\x%02x", (unsigned char)*s);
+        else
+            sb_printf(b, "%c", *s);
+    }
+    sb_printf(b, "\"");
+}
+
+/* The calibrated config (testbed.h). */
+int et_tb_cal_write_config(const et_tb_cal *c, const et_config *cfg, const char *path, et_err *e)
+{
+    char abs_cfg[ET_PATH_MAX];
+    if (!realpath(cfg->path, abs_cfg))
+        return et_errf(e, ET_ERUNTIME, "%s: cannot resolve (%s)", cfg->path, strerror(errno));
+    time_t t = (time_t)c->when;
+    struct tm tm;
+    char when[40];
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    sbuf b = {0};
+    sb_printf(&b, "# %s as test bed '%s' really is (edgetrain testbed calibrate, %s; other work on the\n"
+              "# host used %.2f cores meanwhile):\n"
+              "# each measured server's gflops is what its container delivered for the plan's work\n"
+              "# (micro_batch %d, seq_len %d), each measured pair's link what MPI messages of the\n"
+              "# plan's size took between the containers. Servers and pairs not listed are the config's.\n",
+              cfg->path, c->testbed, when, c->others_cores, c->micro_batch, c->seq_len);
+    sb_printf(&b, "include: ");
+    sb_yaml_str(&b, abs_cfg);
+    sb_printf(&b, "\ncluster:\n  servers:\n");
+    for (int i = 0; i < c->n_servers && i < cfg->cluster.n_servers; i++) {
+        const et_server *s = &cfg->cluster.servers[i];
+        if (c->srv[i].ranks <= 0)
+            continue;
+        sb_printf(&b, "    - {name: %s, host: ", s->name);
+        sb_yaml_str(&b, s->host);
+        sb_printf(&b, ", gflops: %.6g, memory: %llu, slots: %d}   # config: %.6g\n", c->srv[i].gflops,
+                  (unsigned long long)s->memory, s->slots, s->gflops);
+    }
+    if (c->n_links) {
+        sb_printf(&b, "  links:\n    pairs:\n");
+        for (int k = 0; k < c->n_links; k++) {
+            const et_tb_cal_link *l = &c->link[k];
+            sb_printf(&b, "      - {between: [%s, %s], bandwidth: %.6gMbps, latency: %.6gms}"
+                      "   # config: %.6g Mbps, %.6g ms\n",
+                      cfg->cluster.servers[l->a].name, cfg->cluster.servers[l->b].name,
+                      l->calibrated.bandwidth * 8e-6, l->calibrated.latency * 1e3,
+                      l->config.bandwidth * 8e-6, l->config.latency * 1e3);
+        }
+    }
+    int rc = write_file_atomic(path, b.s, e);
+    free(b.s);
+    return rc;
+}
+
+/* Predicted step times of plan (testbed.h): the cost model (the virtual
+ * clock's simulation) on the config's cluster, with the calibrated gflops,
+ * and with the calibrated gflops and links. */
+void et_tb_cal_predict(const et_tb_cal *c, const et_config *cfg, const et_plan *plan, double out[3])
+{
+    cm_model cm;
+    cm_model_init(&cm, &cfg->model, plan->micro_batch, cfg->training.seq_len);
+    for (int k = 0; k < 3; k++) {
+        et_cluster cl;
+        et_tb_cal_cluster(c, &cfg->cluster, k == 2, &cl);
+        et_plan *pc = plan_clone(plan);
+        out[k] = cm_evaluate(&cm, k == 0 ? &cfg->cluster : &cl, pc);
+        plan_free(pc);
+        et_tb_cal_cluster_free(&cl);
+    }
+}
+
+/* The controller's per-step messages (testbed.h). */
+double et_tb_cal_control_s(const et_tb_cal *c, const et_config *cfg, const et_plan *plan)
+{
+    et_cluster cl;
+    et_tb_cal_cluster(c, &cfg->cluster, 1, &cl);
+    double out = 0, back = 0;
+    for (int k = 0; k < plan_n_workers(plan); k++) {
+        int w = plan->server[k];
+        if (w == 0)
+            continue;
+        out = fmax(out, et_cluster_link(&cl, 0, w).latency);
+        back = fmax(back, et_cluster_link(&cl, w, 0).latency);
+    }
+    et_tb_cal_cluster_free(&cl);
+    return out + back;
+}
+
+/* Human rate "2.71 Gbit/s" / "940 Mbit/s". */
+static void cal_fmt_bw(char *b, size_t n, double bytes_per_s)
+{
+    double bits = bytes_per_s * 8;
+    if (!isfinite(bits))
+        snprintf(b, n, "unlimited");
+    else if (bits >= 1e9)
+        snprintf(b, n, "%.3g Gbit/s", bits / 1e9);
+    else
+        snprintf(b, n, "%.3g Mbit/s", bits / 1e6);
+}
+
+/* The calibration as tables, and the plan's three predictions (testbed.h). */
+void et_tb_cal_print(const et_tb_cal *c, const et_config *cfg, const et_plan *plan, FILE *out)
+{
+    fprintf(out, "calibration of test bed '%s' for this plan (micro_batch %d, seq_len %d, %d "
+            "micro-batches; other work on the host used %.2f cores while it measured, try %d):\n",
+            c->testbed, c->micro_batch, c->seq_len, c->micro_batches, c->others_cores, c->tries);
+    fprintf(out, "  %-12s %6s %10s %10s %14s %14s %8s %14s\n", "server", "cpus", "GFLOP/s", "calibrated",
+            "fwd+bwd/mb", "at config", "bwd/fwd", "with TP");
+    for (int i = 0; i < c->n_servers; i++) {
+        const et_tb_cal_server *s = &c->srv[i];
+        if (s->ranks <= 0) {
+            fprintf(out, "  %-12s %6.3f %10.4g %10s  (no rank of the plan: not measured)\n", s->name,
+                    s->cpus, s->gflops_config, "-");
+            continue;
+        }
+        fprintf(out, "  %-12s %6.3f %10.4g %10.4g %11.2f ms %11.2f ms %8.2f", s->name, s->cpus,
+                s->gflops_config, s->gflops, s->fb_s * 1e3, s->model_fb_s * 1e3,
+                (s->fb_s - s->fwd_s) / s->fwd_s);
+        if (isfinite(s->fbtp_s))
+            fprintf(out, " %11.2f ms", s->fbtp_s * 1e3);
+        fprintf(out, "\n");
+    }
+    if (c->n_links) {
+        fprintf(out, "  %-25s %-26s %-26s %s\n", "pair", "config", "calibrated", "measured");
+        for (int k = 0; k < c->n_links; k++) {
+            const et_tb_cal_link *l = &c->link[k];
+            char pair[2 * ET_NAME_MAX + 4], b1[32], b2[32], x1[64], x2[64];
+            snprintf(pair, sizeof pair, "%s-%s", c->srv[l->a].name, c->srv[l->b].name);
+            cal_fmt_bw(b1, sizeof b1, l->config.bandwidth);
+            cal_fmt_bw(b2, sizeof b2, l->calibrated.bandwidth);
+            snprintf(x1, sizeof x1, "%s, %.3g ms", b1, l->config.latency * 1e3);
+            snprintf(x2, sizeof x2, "%s, %.3g ms", b2, l->calibrated.latency * 1e3);
+            fprintf(out, "  %-25s %-26s %-26s rtt %.3g ms, %.0f kB: %.3g / %.3g ms", pair, x1, x2,
+                    l->rtt_s * 1e3, l->bytes / 1e3, l->ab_s * 1e3, l->ba_s * 1e3);
+            if (isfinite(l->ar_s))
+                fprintf(out, "; TP all-reduce in the stage %.3g ms", l->ar_s * 1e3);
+            fprintf(out, "\n");
+        }
+    }
+    double pr[3];
+    et_tb_cal_predict(c, cfg, plan, pr);
+    fprintf(out, "predicted step: %.4g s with the config's profiles; %.4g s with the calibrated "
+            "compute; %.4g s with the calibrated compute and links (+ %.3g ms of the controller's "
+            "messages per step)\n", pr[0], pr[1], pr[2], 1e3 * et_tb_cal_control_s(c, cfg, plan));
+}
+
+/* ------------------------------------------------------- host CPU monitor */
+
+/*
+ * Where the host's CPU goes during a test bed run (testbed.h): a thread
+ * samples, every period, the host's busy time (/proc/stat), the test bed's
+ * containers' (their cgroups' cpuacct) and the link emulator's (/proc/PID/stat),
+ * and appends one CSV row of cores used over the interval. What is left,
+ * `others_cores`, is everybody else's work on the host: it slows the run but
+ * is no part of the test bed.
+ */
+struct et_tb_monitor {
+    pthread_t th;
+    volatile int stop;
+    FILE *f;
+    double period;
+    int n_cg;
+    char (*cg)[ET_PATH_MAX];     /* cpuacct.usage (v1) or cpu.stat (v2) of each container */
+    int cg_v2;
+    pid_t linkemu;
+};
+
+/* Host busy seconds since boot (user, nice, system, irq, softirq, steal). */
+static double mon_host_busy(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return NAN;
+    unsigned long long v[8] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 8)
+        return NAN;
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds of one container's cgroup (NAN when unreadable). */
+static double mon_cg_seconds(const char *path, int v2)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NAN;
+    double s = NAN;
+    if (!v2) {
+        unsigned long long ns;
+        if (fscanf(f, "%llu", &ns) == 1)
+            s = (double)ns * 1e-9;
+    } else {
+        char key[64];
+        unsigned long long us;
+        while (fscanf(f, "%63s %llu", key, &us) == 2)
+            if (!strcmp(key, "usage_usec")) {
+                s = (double)us * 1e-6;
+                break;
+            }
+    }
+    fclose(f);
+    return s;
+}
+
+/* CPU seconds of process pid (utime + stime), NAN when gone. */
+static double mon_pid_seconds(pid_t pid)
+{
+    char buf[1024];
+    if (pid <= 0 || read_proc(pid, "stat", buf, sizeof buf) <= 0)
+        return NAN;
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return NAN;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* One sample: host, containers, link emulator (CPU seconds so far). */
+static void mon_sample(const et_tb_monitor *m, double v[3])
+{
+    v[0] = mon_host_busy();
+    v[1] = 0;
+    for (int i = 0; i < m->n_cg; i++)
+        v[1] += mon_cg_seconds(m->cg[i], m->cg_v2);
+    v[2] = mon_pid_seconds(m->linkemu);
+    if (!isfinite(v[2]))
+        v[2] = 0;
+}
+
+/* The sampling thread. */
+static void *mon_thread(void *arg)
+{
+    et_tb_monitor *m = arg;
+    double prev[3], cur[3], t_prev = wallclock();
+    mon_sample(m, prev);
+    while (!m->stop) {
+        struct timespec ts = {(time_t)m->period, (long)((m->period - floor(m->period)) * 1e9)};
+        nanosleep(&ts, NULL);
+        double t = wallclock();
+        mon_sample(m, cur);
+        double dt = t - t_prev;
+        if (dt > 0) {
+            double host = (cur[0] - prev[0]) / dt, tb = (cur[1] - prev[1]) / dt, le = (cur[2] - prev[2]) / dt;
+            fprintf(m->f, "%.3f,%.3f,%.3f,%.3f,%.3f\n", t, host, tb, le, fmax(host - tb - le, 0.0));
+            fflush(m->f);
+        }
+        memcpy(prev, cur, sizeof prev);
+        t_prev = t;
+    }
+    return NULL;
+}
+
+/* Start the monitor of test bed `name` writing csv_path (testbed.h). */
+et_tb_monitor *et_testbed_monitor_start(const char *name, const char *csv_path, double period_s, et_err *e)
+{
+    et_testbed *tb = et_testbed_load_state(name, e);
+    if (!tb)
+        return NULL;
+    et_tb_monitor *m = et_xcalloc(1, sizeof *m);
+    m->period = period_s > 0.05 ? period_s : 0.05;
+    m->linkemu = linkemu_running(name);
+    m->cg = et_xcalloc((size_t)tb->n, sizeof *m->cg);
+    struct stat st;
+    m->cg_v2 = stat("/sys/fs/cgroup/cgroup.controllers", &st) == 0;
+    for (int i = 0; i < tb->n && tb->containers; i++) {
+        char ctr[128], out[ET_PATH_MAX] = "";
+        ctr_name(name, tb->srv[i].name, ctr, sizeof ctr);
+        argvec a = {0};
+        if (podman_base(&a, e) < 0)
+            break;
+        av_push(&a, "inspect");
+        av_push(&a, "--format");
+        av_push(&a, "{{.State.CgroupPath}}");
+        av_push(&a, ctr);
+        int rc = run_cmd(a.v, 0, out, sizeof out, NULL, 0, e);
+        av_free(&a);
+        out[strcspn(out, "\n")] = 0;
+        if (rc != 0 || out[0] != '/')
+            continue;
+        if (m->cg_v2)
+            snprintf(m->cg[m->n_cg++], ET_PATH_MAX, "/sys/fs/cgroup%.900s/cpu.stat", out);
+        else
+            snprintf(m->cg[m->n_cg++], ET_PATH_MAX, "/sys/fs/cgroup/cpuacct%.900s/cpuacct.usage", out);
+    }
+    et_testbed_free(tb);
+    m->f = fopen(csv_path, "w");
+    if (!m->f) {
+        et_errf(e, ET_ERUNTIME, "%s: cannot write (%s)", csv_path, strerror(errno));
+        free(m->cg);
+        free(m);
+        return NULL;
+    }
+    fprintf(m->f, "realtime,host_cores,testbed_cores,linkemu_cores,others_cores\n");
+    fflush(m->f);
+    if (pthread_create(&m->th, NULL, mon_thread, m) != 0) {
+        et_errf(e, ET_ERUNTIME, "testbed: cannot start the CPU monitor thread");
+        fclose(m->f);
+        free(m->cg);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Stop it: the thread ends after its current sample; the file gets its
+ * last line, "# stopped REALTIME". */
+void et_testbed_monitor_stop(et_tb_monitor *m)
+{
+    if (!m)
+        return;
+    m->stop = 1;
+    pthread_join(m->th, NULL);
+    fprintf(m->f, "# stopped %.3f\n", wallclock());
+    fclose(m->f);
+    free(m->cg);
+    free(m);
 }

@@ -38,6 +38,7 @@
 
 #include "../common/et_err.h"
 #include "../topology/config.h"
+#include "plan.h"
 
 #define ET_TB_NAME_MAX 24     /* test bed names: [a-z0-9-], at most this long */
 #define ET_TB_MAX_SERVERS 253 /* 10.78.0.1 .. 10.78.0.253; .254 is the launcher */
@@ -85,6 +86,7 @@ typedef struct et_testbed {
     int n_mounts;
     char mounts[ET_TB_MAX_MOUNTS][ET_PATH_MAX];
     char fingerprint[17];        /* hex digest of everything above */
+    int recipe;                  /* what `up` made (read back from the state; newer makes more) */
 } et_testbed;
 
 /* Defaults: name from config, containers on, build on, fastest 1 CPU,
@@ -186,5 +188,158 @@ void et_testbed_argv_free(char **argv);
  * is not NULL, else to /dev/null; its stderr is discarded with quiet, else
  * it goes to ours. Its stdin is /dev/null. */
 int et_testbed_run_argv(char *const *argv, int quiet, char *capture, size_t cap, et_err *e);
+
+/*
+ * Calibration: what the containers really deliver for one plan's work
+ * (docs/TESTBED.md "Calibration"), so that the virtual clock's prediction can
+ * be made for the servers and links the test bed really is.
+ *
+ * One MPI job across the containers, placed exactly as the training job of
+ * the plan (rank 0, the controller, on the first server; each worker rank in
+ * its server's container), runs `edgetrain testbed calibrate-ranks`:
+ *   compute  every worker rank builds its own shard of the model (its
+ *            stage's layers, embedding, head, its tensor-parallel slice) and,
+ *            all ranks at once under their containers' CPU caps, times
+ *            forward+backward of one micro-batch of the plan's shape, the
+ *            forward alone, and the optimizer step (zero grad, norm, AdamW),
+ *            each over a window of `seconds` in 5 parts of many CFS periods,
+ *            the median part (robust to a burst of other load);
+ *            Then each tensor-parallel group runs forward+backward again with
+ *            its real all-reduces (MPI over the containers, as the training
+ *            step runs them);
+ *   links    for every pair of servers with ranks, one rank on each measures
+ *            the median 1-byte round trip and the median time of a message of
+ *            the plan's boundary size (4*B*T*C bytes, also the size of a
+ *            tensor-parallel all-reduce) each way, answered by one byte.
+ * From these, per server: gflops = the cost model's FLOPs of its ranks' work
+ * per step (M micro-batches forward+backward, and the optimizer's memory
+ * traffic at CM_FLOP_PER_BYTE) over the measured seconds, so that the cost
+ * model reproduces the measured compute time; per pair: latency = rtt/2,
+ * bandwidth = bytes / (mean one-way time - rtt); for a pair inside a TP
+ * group the bandwidth instead makes the cost model's ring all-reduce take
+ * what one all-reduce took inside the stage ((forward+backward with them -
+ * the slowest member's without) / (4 per layer)). Never better than the
+ * config's link (a shaped link cannot beat its shaping; a measurement that
+ * does is noise). Waiting ranks sleep instead of spinning, so that they take
+ * no CPU from a rank that shares their container.
+ */
+typedef struct et_tb_cal_server {
+    char name[ET_NAME_MAX];
+    int ranks;               /* worker ranks of the plan on it; 0: not measured */
+    double cpus;             /* its container's CPU share */
+    double gflops_config;    /* the config's */
+    double gflops;           /* calibrated (= the config's when not measured) */
+    double fb_s;             /* one micro-batch forward + backward, mean over its ranks */
+    double fwd_s;            /* one micro-batch forward alone */
+    double opt_s;            /* one optimizer step */
+    double fbtp_s;           /* forward + backward with the real TP all-reduces (NAN: no TP group) */
+    double model_fb_s;       /* what the cost model charges for fb_s at the config's gflops */
+} et_tb_cal_server;
+
+typedef struct et_tb_cal_link {
+    int a, b;                /* server indices, a < b */
+    double bytes;            /* size of the large messages */
+    double rtt_s;            /* median 1-byte round trip */
+    double ab_s, ba_s;       /* median time of `bytes` a -> b (b -> a) answered by 1 byte (NAN: not measured) */
+    double ar_s;             /* a and b in one TP group of ar_p ranks: one all-reduce of `bytes`
+                                inside the stage's forward/backward, as measured there (NAN: none) */
+    int ar_p;
+    et_link config;          /* the config's link between a and b */
+    et_link calibrated;
+} et_tb_cal_link;
+
+/* A calibration (owned by the caller; et_tb_cal_free). */
+typedef struct et_tb_cal {
+    char testbed[ET_TB_NAME_MAX + 1];
+    char fingerprint[17];    /* of the test bed that was measured */
+    char plan_sig[17];       /* of the work measured (et_tb_cal_plan_sig) */
+    double when;             /* realtime of the measurement, seconds since the epoch */
+    double load1;            /* the host's 1-minute load average just before it */
+    double seconds;          /* window of each compute loop */
+    double cpu_scale;        /* the test bed's factor on every CPU share */
+    double t_begin, t_end;   /* realtime of the compute phase */
+    double others_cores;     /* cores other work on the host used meanwhile (NAN: unknown) */
+    int tries;               /* calibrations made: one more after each disturbed one (at most 3) */
+    int micro_batch, seq_len, micro_batches;
+    int n_servers;           /* the config's servers, in config order */
+    et_tb_cal_server *srv;
+    int n_links;
+    et_tb_cal_link *link;
+} et_tb_cal;
+
+/* Calibrate the test bed of cfg (up, with containers, made from cfg's
+ * cluster) for plan: run the job above (its stderr goes to ours; progress to
+ * log, may be NULL), derive the figures, store them in the test bed's state
+ * ($EDGETRAIN_TESTBED_RUN/T/calibration) and fill *out. seconds > 0 (2 is
+ * plenty). Other work on the host only slows a calibration: one during
+ * whose compute phase it used 0.25 cores or more (et_testbed_monitor) is
+ * made again, up to 3 in all, and the quietest kept. ET_ERUNTIME when the
+ * test bed is not usable or the job fails. */
+int et_testbed_calibrate(const et_config *cfg, const et_plan *plan, double seconds, FILE *log,
+                         et_tb_cal *out, et_err *e);
+void et_tb_cal_free(et_tb_cal *c);
+
+/* Hex digest of what a calibration measures for (cfg's model, the plan's
+ * shapes, stages, TP degrees and servers) into out. */
+void et_tb_cal_plan_sig(const et_config *cfg, const et_plan *plan, char out[17]);
+
+/* Write a calibration as text (the state file's and the run directory's
+ * calibration.txt format, "key value" lines) to path, atomically. */
+int et_tb_cal_save(const et_tb_cal *c, const et_config *cfg, const char *path, et_err *e);
+/* Read it back. The servers are matched to cfg's by name (order and gflops_config
+ * from cfg). ET_EINPUT "path:line: what" when it is damaged or names servers
+ * cfg does not have. */
+int et_tb_cal_load(const char *path, const et_config *cfg, et_tb_cal *out, et_err *e);
+/* The calibration stored in test bed `name`'s state, if any matches
+ * fingerprint-wise the test bed that is up now and plan_sig: 1 (filled), 0
+ * (none or stale), -1 with e set when it is damaged. */
+int et_testbed_stored_calibration(const char *name, const et_config *cfg, const char *plan_sig,
+                                  et_tb_cal *out, et_err *e);
+
+/* A copy of cluster in with the calibrated gflops, and with links != 0 also
+ * the calibrated links of every measured pair. out owns its arrays: free
+ * with et_tb_cal_cluster_free. */
+void et_tb_cal_cluster(const et_tb_cal *c, const et_cluster *in, int links, et_cluster *out);
+void et_tb_cal_cluster_free(et_cluster *out);
+
+/* Write the calibrated config: a YAML that includes the config (by absolute
+ * path) and re-profiles its measured servers and pairs, atomically to path.
+ * `edgetrain plan PATH` then predicts for the test bed as it is. */
+int et_tb_cal_write_config(const et_tb_cal *c, const et_config *cfg, const char *path, et_err *e);
+
+/* Predicted step times of plan (the cost model, i.e. the virtual clock's
+ * simulation of the same schedule): out[0] with the config's cluster, out[1]
+ * with the calibrated gflops, out[2] with the calibrated gflops and links. */
+void et_tb_cal_predict(const et_tb_cal *c, const et_config *cfg, const et_plan *plan, double out[3]);
+
+/* What the controller's messages add to every step the run measures, which
+ * the virtual clock does not charge (it starts every rank's step at the
+ * controller's time and reads their clocks for free): the step command
+ * reaching the farthest worker and the farthest worker's report coming
+ * back, i.e. the largest calibrated latency from the controller's server
+ * (the config's first) to a worker's server plus the largest back. */
+double et_tb_cal_control_s(const et_tb_cal *c, const et_config *cfg, const et_plan *plan);
+
+/* The calibration as two tables (servers; measured pairs) and the plan's
+ * three predictions, to out. */
+void et_tb_cal_print(const et_tb_cal *c, const et_config *cfg, const et_plan *plan, FILE *out);
+
+/* Where the host's CPU goes during a test bed run: a thread samples every
+ * period_s the host's busy time (/proc/stat), the test bed's containers'
+ * (their cgroups) and the link emulator's, and writes csv_path:
+ *   realtime,host_cores,testbed_cores,linkemu_cores,others_cores
+ * one row per interval (cores used on average over it; others = host -
+ * containers - link emulator: everybody else's work, which slows a run but
+ * is no part of the test bed), and a last line "# stopped REALTIME" from
+ * et_testbed_monitor_stop. NULL with e set when the test bed is not up or
+ * the file cannot be written. */
+typedef struct et_tb_monitor et_tb_monitor;
+et_tb_monitor *et_testbed_monitor_start(const char *name, const char *csv_path, double period_s, et_err *e);
+void et_testbed_monitor_stop(et_tb_monitor *m);
+
+/* The rank side of the calibration job, `edgetrain testbed calibrate-ranks
+ * CONFIG PLAN SECONDS` under mpirun: MPI_Init, measure, rank 0 prints the
+ * "etb-calib" lines on stdout, MPI_Finalize. Returns the exit code. */
+int et_testbed_calibrate_ranks(const char *config, const char *plan, double seconds);
 
 #endif
