@@ -3,11 +3,8 @@
  * heads, V 50257, T 1024; 12, 24 or 48 layers) over 8, 16, 32 and 64
  * heterogeneous edge servers. Target: 48 layers x 64 servers in under 1 s.
  *
- * The clusters mix four tiers in fixed shares, with links by tier pair:
- *   1/8 MEC A100 40GB  (10 TFLOP/s sustained), 100 Gbps among themselves
- *   1/8 RTX 4090 24GB  (30 TFLOP/s), 10 Gbps among themselves and to the MEC
- *   3/8 Jetson AGX Orin 64GB (2.6 TFLOP/s), 1 GbE
- *   3/8 Jetson Orin NX 16GB (0.9 TFLOP/s, 12 GiB usable), Wi-Fi (600 Mbps, 3 ms)
+ * The clusters (tests/tiered_cluster.h) mix A100, RTX 4090, Jetson AGX Orin
+ * and Orin NX tiers in fixed shares, with links by tier pair,
  * and, for contrast, the same sizes of identical Orin boxes (one class),
  * and the tiered clusters with every server's gflops jittered by up to
  * +-5% (deterministically): a measured cluster where no two servers are
@@ -25,60 +22,10 @@
 #include <string.h>
 
 #include "../orchestrator/planner.h"
+#include "../tests/tiered_cluster.h"
 
 #define BUDGET_S 5.0
 
-/* A cluster of n servers: n identical Orins (kind 0), tiered (1), or
- * tiered with every server's gflops jittered by up to +-5% (2, a measured
- * cluster: no two servers alike; deterministic). */
-static et_config *make_cluster(int n, int L, int kind)
-{
-    int mixed = kind != 0;
-    static const double gf[4] = {10000, 30000, 2600, 900};
-    static const double mem_gib[4] = {36, 21, 48, 12};
-    static const double bw[4][4] = {{1.25e10, 1.25e9, 1.25e8, 7.5e7},
-                                    {1.25e9, 1.25e9, 1.25e8, 7.5e7},
-                                    {1.25e8, 1.25e8, 1.25e8, 7.5e7},
-                                    {7.5e7, 7.5e7, 7.5e7, 7.5e7}};
-    static const double lat[4][4] = {{5e-6, 1e-4, 1e-3, 3e-3},
-                                     {1e-4, 1e-4, 1e-3, 3e-3},
-                                     {1e-3, 1e-3, 5e-4, 3e-3},
-                                     {3e-3, 3e-3, 3e-3, 3e-3}};
-    et_config *c = calloc(1, sizeof *c);
-    snprintf(c->path, sizeof c->path, "bench-%s-%d.yaml", kind == 0 ? "uniform" : kind == 1 ? "tiered" : "jittered", n);
-    snprintf(c->name, sizeof c->name, "bench");
-    c->cluster.n_servers = n;
-    c->cluster.servers = calloc((size_t)n, sizeof(et_server));
-    c->cluster.link = calloc((size_t)(n * n), sizeof(et_link));
-    int *tier = malloc((size_t)n * sizeof(int));
-    for (int i = 0; i < n; i++) {
-        tier[i] = !mixed ? 2 : i < n / 8 ? 0 : i < n / 4 ? 1 : i < n * 5 / 8 ? 2 : 3;
-        et_server *s = &c->cluster.servers[i];
-        snprintf(s->name, sizeof s->name, "s%d", i);
-        snprintf(s->host, sizeof s->host, "localhost");
-        s->gflops = gf[tier[i]];
-        if (kind == 2)   /* a fixed pseudo-random factor in [0.95, 1.05] */
-            s->gflops *= 0.95 + 0.1 * ((unsigned)(i * 2654435761u) >> 8) / 16777216.0;
-        s->memory = (uint64_t)(mem_gib[tier[i]] * 1073741824.0);
-        s->slots = 1;
-    }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++)
-            c->cluster.link[i * n + j] = (et_link){bw[tier[i]][tier[j]], lat[tier[i]][tier[j]]};
-    free(tier);
-    c->model = (gpt2_config){L, 25, 1600, 50257, 1024};
-    c->training.seq_len = 1024;
-    c->training.global_batch = 32;
-    c->training.micro_batch = 1;
-    return c;
-}
-
-static void free_cluster(et_config *c)
-{
-    free(c->cluster.servers);
-    free(c->cluster.link);
-    free(c);
-}
 
 static const char *const kind_name[3] = {"uniform", "tiered", "jittered"};
 
@@ -86,7 +33,7 @@ static const char *const kind_name[3] = {"uniform", "tiered", "jittered"};
  * plan was proven optimal, else -1. */
 static double run_case(int n, int L, int kind)
 {
-    et_config *c = make_cluster(n, L, kind);
+    et_config *c = tiered_cluster(n, L, kind);
     planner_opts o = {0};
     o.no_baselines = 1;
     o.max_seconds = BUDGET_S;
@@ -94,7 +41,7 @@ static double run_case(int n, int L, int kind)
     et_err e = {0};
     if (planner_plan(c, &o, &r, &e) != 0) {
         printf("%-8s %4d %4d  error: %s\n", kind_name[kind], n, L, e.msg);
-        free_cluster(c);
+        tiered_cluster_free(c);
         return -1;
     }
     char proof[48], shape[64] = "none fits";
@@ -114,7 +61,7 @@ static double run_case(int n, int L, int kind)
     fflush(stdout);
     double t = r.proven ? r.seconds : -1;
     planner_result_free(&r);
-    free_cluster(c);
+    tiered_cluster_free(c);
     return t;
 }
 

@@ -990,20 +990,16 @@ static psum psum_add(const ctx *x, psum p, const rstate *st, int j)
 }
 
 /*
- * Relaxation of the q undecided stages (compute only): they share W FLOPs
- * of forward work (their blocks and the head); a stage of raw speed u does
- * w of it in c = w/u forward and at least 2c backward. With V the concave
- * prefix sums of the fastest possible speeds, the least sum of c_j whose
- * largest is tau is f(tau) = tau * Phi(W/tau), Phi the inverse of the
- * piecewise-linear V. The makespan is at least dec + 3 f(tau) + tail(tau)
- * (tail: the schedule's M-1 rounds); this is convex and piecewise linear in
- * tau, so its least value is at a breakpoint: W/U_k, or a kink of tail.
- * tau_floor: a known floor of tau (integral layers, one block per stage).
+ * U[0..q] in x->scr_u: the most summed speed of k of the q remaining groups
+ * (V[k], k capped at the n servers), each group capped at V[share*q]/share
+ * (q groups of `share` servers cannot beat their share of the best
+ * share*q), then replaced by its least concave majorant (upper hull of the
+ * points (k, U_k)), which makes the relaxations convex in tau; larger U
+ * only lowers their bounds. Returns x->scr_u.
  */
-static double lb_relax(const ctx *x, const double *V, double W, int q, int share, double dec, double mf,
-                       double mb, double one, double tau_floor)
+static double *capped_majorant(const ctx *x, const double *V, int q, int share)
 {
-    int M = x->M, n = x->n;
+    int n = x->n;
     double *U = x->scr_u;
     int qs = share * q < n ? share * q : n;
     double cap = V[qs] / share;
@@ -1011,9 +1007,7 @@ static double lb_relax(const ctx *x, const double *V, double W, int q, int share
     for (int k = 1; k <= q; k++)
         U[k] = V[k < n ? k : n] < cap ? V[k < n ? k : n] : cap;
     if (!(U[q] > 0.0))
-        return INFINITY;
-    /* least concave majorant (upper hull of the points (k, U_k)): makes the
-     * objective convex in tau; larger U only lowers the bound */
+        return U;
     int *hull = x->scr_h, nh = 0;
     for (int k = 0; k <= q; k++) {
         while (nh >= 2) {
@@ -1028,6 +1022,27 @@ static double lb_relax(const ctx *x, const double *V, double W, int q, int share
     for (int h = 0; h + 1 < nh; h++)
         for (int k = hull[h] + 1; k < hull[h + 1]; k++)
             U[k] = U[hull[h]] + (U[hull[h + 1]] - U[hull[h]]) * (k - hull[h]) / (hull[h + 1] - hull[h]);
+    return U;
+}
+
+/*
+ * Relaxation of the q undecided stages (compute only): they share W FLOPs
+ * of forward work (their blocks and the head); a stage of raw speed u does
+ * w of it in c = w/u forward and at least 2c backward. With V the concave
+ * prefix sums of the fastest possible speeds, the least sum of c_j whose
+ * largest is tau is f(tau) = tau * Phi(W/tau), Phi the inverse of the
+ * piecewise-linear V. The makespan is at least dec + 3 f(tau) + tail(tau)
+ * (tail: the schedule's M-1 rounds); this is convex and piecewise linear in
+ * tau, so its least value is at a breakpoint: W/U_k, or a kink of tail.
+ * tau_floor: a known floor of tau (integral layers, one block per stage).
+ */
+static double lb_relax(const ctx *x, const double *V, double W, int q, int share, double dec, double mf,
+                       double mb, double one, double tau_floor)
+{
+    int M = x->M, n = x->n;
+    double *U = capped_majorant(x, V, q, share);
+    if (!(U[q] > 0.0))
+        return INFINITY;
     double c1 = 2.0 * (M - 1) + (M > q ? M - q : 0);   /* 1F1B: (M-1) B + (M-1-w) F, w <= q-1 */
     /* every stage holds a block, and the slowest of q groups is at most G[q] */
     double gq = V[n + 1 + (q < n ? q : n)];
@@ -1084,29 +1099,10 @@ static double lb_relax(const ctx *x, const double *V, double W, int q, int share
 static double lb_relax_x(const ctx *x, const double *V3, double W, double H, int q, int share, double dec,
                          double mfb, double one, double up)
 {
-    int M = x->M, n = x->n;
-    double *U = x->scr_u;
-    int qs = share * q < n ? share * q : n;
-    double cap = V3[qs] / share;
-    U[0] = 0.0;
-    for (int k = 1; k <= q; k++)
-        U[k] = V3[k < n ? k : n] < cap ? V3[k < n ? k : n] : cap;
+    int M = x->M;
+    double *U = capped_majorant(x, V3, q, share);
     if (!(U[q] > 0.0) || M < 2)
         return dec + H;
-    int *hull = x->scr_h, nh = 0;
-    for (int k = 0; k <= q; k++) {
-        while (nh >= 2) {
-            int a = hull[nh - 2], b = hull[nh - 1];
-            if ((U[b] - U[a]) * (k - a) <= (U[k] - U[a]) * (b - a))
-                nh--;
-            else
-                break;
-        }
-        hull[nh++] = k;
-    }
-    for (int h = 0; h + 1 < nh; h++)
-        for (int k = hull[h] + 1; k < hull[h + 1]; k++)
-            U[k] = U[hull[h]] + (U[hull[h + 1]] - U[hull[h]]) * (k - hull[h]) / (hull[h + 1] - hull[h]);
     int w = q - 1 < M ? q - 1 : M;
     double cx = x->sched == ET_SCHED_GPIPE ? M - 1.0 : (M - 1) - 0.5 * w;
     double ml = M - 1.0;

@@ -13,6 +13,7 @@
 
 #include "../orchestrator/costmodel.h"
 #include "../orchestrator/planner.h"
+#include "tiered_cluster.h"
 
 /* Deterministic generator for the random instances. */
 static unsigned rng_state;
@@ -367,47 +368,14 @@ START_TEST(test_identical_servers_are_planned_quickly)
 }
 END_TEST
 
-/* The benchmark's tiered edge cluster (bench/bench_planner.c): n servers in
- * four tiers (A100, RTX 4090, Jetson AGX Orin, Jetson Orin NX; links by tier
- * pair), gpt2-xl-wide with L layers, 32 sequences of 1024 tokens. With
- * jitter, every server's gflops is moved by up to 5% (no two alike). */
-static et_config *tiered_cfg(int n, int L, int jitter)
-{
-    static const double gf[4] = {10000, 30000, 2600, 900}, mem_gib[4] = {36, 21, 48, 12};
-    static const double bw[4][4] = {{1.25e10, 1.25e9, 1.25e8, 7.5e7},
-                                    {1.25e9, 1.25e9, 1.25e8, 7.5e7},
-                                    {1.25e8, 1.25e8, 1.25e8, 7.5e7},
-                                    {7.5e7, 7.5e7, 7.5e7, 7.5e7}};
-    static const double lat[4][4] = {{5e-6, 1e-4, 1e-3, 3e-3},
-                                     {1e-4, 1e-4, 1e-3, 3e-3},
-                                     {1e-3, 1e-3, 5e-4, 3e-3},
-                                     {3e-3, 3e-3, 3e-3, 3e-3}};
-    et_config *c = cfg_new(n, 1.25e8, 1e-3);
-    int *tier = malloc((size_t)n * sizeof(int));
-    for (int i = 0; i < n; i++) {
-        tier[i] = i < n / 8 ? 0 : i < n / 4 ? 1 : i < n * 5 / 8 ? 2 : 3;
-        c->cluster.servers[i].gflops = gf[tier[i]] * (jitter ? 0.95 + 0.1 * (i * 37 % 101) / 100.0 : 1.0);
-        c->cluster.servers[i].memory = (uint64_t)(mem_gib[tier[i]] * 1073741824.0);
-    }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++)
-            c->cluster.link[i * n + j] = (et_link){bw[tier[i]][tier[j]], lat[tier[i]][tier[j]]};
-    free(tier);
-    c->model = (gpt2_config){L, 25, 1600, 50257, 1024};
-    c->training.seq_len = 1024;
-    c->training.global_batch = 32;
-    c->training.micro_batch = 1;
-    return c;
-}
-
 START_TEST(test_gpt2_xl_on_a_large_tiered_edge_cluster_is_proven_optimal)
 {
     /* the issue's target case (64 servers, 48 layers); the sanitizer build,
      * several times slower, takes the 32-server one */
 #ifdef __SANITIZE_ADDRESS__
-    et_config *c = tiered_cfg(32, 48, 0);
+    et_config *c = tiered_cluster(32, 48, 1);
 #else
-    et_config *c = tiered_cfg(64, 48, 0);
+    et_config *c = tiered_cluster(64, 48, 1);
 #endif
     planner_opts o = {0};
     o.no_baselines = 1;
@@ -420,7 +388,7 @@ START_TEST(test_gpt2_xl_on_a_large_tiered_edge_cluster_is_proven_optimal)
     ck_assert(r.lower_bound == r.best->pred.step_s);
     ck_assert(r.best->fits);
     planner_result_free(&r);
-    cfg_free(c);
+    tiered_cluster_free(c);
 }
 END_TEST
 
@@ -429,7 +397,7 @@ START_TEST(test_a_cluster_of_all_different_servers_is_not_claimed_optimal_beyond
     /* 64 servers, no two alike: the tensor-parallel groups of 5 and 25 can
      * not all be enumerated, so the plan comes with proven = 0 and a lower
      * bound below it, within the time budget */
-    et_config *c = tiered_cfg(64, 24, 1);
+    et_config *c = tiered_cluster(64, 24, 2);
     planner_opts o = {0};
     o.no_baselines = 1;
     o.max_seconds = 1.0;
@@ -442,7 +410,7 @@ START_TEST(test_a_cluster_of_all_different_servers_is_not_claimed_optimal_beyond
     ck_assert(r.best->fits);
     ck_assert(r.seconds < 10.0);
     planner_result_free(&r);
-    cfg_free(c);
+    tiered_cluster_free(c);
 }
 END_TEST
 
