@@ -166,6 +166,26 @@ int launch_prepare(const et_plan *plan, const et_config *cfg, const char *config
         push(lm, &cap, "mpi_yield_when_idle");
         push(lm, &cap, "1");
     }
+    /* Across hosts the activations and gradients travel over TCP. Open MPI
+     * sends a message above btl_tcp_eager_limit (64 KiB by default) with a
+     * rendezvous, one more round trip before the data moves: on an edge link
+     * with tens of milliseconds of delay that doubles the cost of every
+     * transfer of a GPT-2 activation (0.8 MB at B=4, T=64, C=768). 4 MiB lets
+     * these go eagerly. A value the user set in the environment
+     * (OMPI_MCA_<name>) is kept: a command-line --mca would override it. */
+    if (!lm->local && !o->testbed) { /* the test bed's launcher sets its own */
+        static const char *tcp[] = {"btl_tcp_eager_limit", "btl_tcp_rndv_eager_limit",
+                                    "btl_tcp_max_send_size"};
+        for (size_t k = 0; k < sizeof tcp / sizeof tcp[0]; k++) {
+            char env[64];
+            snprintf(env, sizeof env, "OMPI_MCA_%s", tcp[k]);
+            if (getenv(env))
+                continue;
+            push(lm, &cap, "--mca");
+            push(lm, &cap, tcp[k]);
+            push(lm, &cap, ET_LAUNCH_TCP_EAGER);
+        }
+    }
     push(lm, &cap, "-x");
     push(lm, &cap, "OPENBLAS_NUM_THREADS=1");
     /* The BLAS kernels `run` selected (common/et_blas.h), for every rank. */

@@ -8,7 +8,8 @@
  * "127.0.0.1" or this hostname) no hostfile is passed, ranks are not bound to
  * cores and --oversubscribe is added when ranks outnumber the cores; on a real
  * cluster the hostfile gives each host as many slots as ranks it runs and the
- * rankfile pins every rank to its host.
+ * rankfile pins every rank to its host, and Open MPI's TCP eager limits are
+ * raised to ET_LAUNCH_TCP_EAGER bytes (see launch.c).
  */
 #ifndef ET_LAUNCH_H
 #define ET_LAUNCH_H
@@ -18,6 +19,11 @@
 #include "../common/et_err.h"
 #include "../topology/config.h"
 #include "plan.h"
+
+/* Open MPI's btl_tcp_eager_limit, btl_tcp_rndv_eager_limit and
+ * btl_tcp_max_send_size for runs across hosts (and on the test bed): a
+ * GPT-2 activation or gradient message goes without a rendezvous round trip. */
+#define ET_LAUNCH_TCP_EAGER "4194304"
 
 typedef struct launch_material {
     char **argv;            /* NULL-terminated; argv[0] is "mpirun"; owned */

@@ -18,6 +18,7 @@
  * testbed.h) and the host CPU monitor of a test bed run.
  */
 #include "testbed.h"
+#include "launch.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -2303,9 +2304,9 @@ int et_testbed_launch_argv(const et_config *cfg, char *const *mpirun_argv, doubl
         {"btl_tcp_if_include", ET_TB_SUBNET},
         {"oob_tcp_if_include", ET_TB_SUBNET},
         {"mpi_yield_when_idle", "1"},
-        {"btl_tcp_eager_limit", "4194304"},
-        {"btl_tcp_rndv_eager_limit", "4194304"},
-        {"btl_tcp_max_send_size", "4194304"},
+        {"btl_tcp_eager_limit", ET_LAUNCH_TCP_EAGER},
+        {"btl_tcp_rndv_eager_limit", ET_LAUNCH_TCP_EAGER},
+        {"btl_tcp_max_send_size", ET_LAUNCH_TCP_EAGER},
     };
     av_push(&a, "--mca");
     av_push(&a, "plm_rsh_agent");

@@ -375,6 +375,14 @@ START_TEST(test_launch_runs_a_cluster_plan_with_hostfile_and_rankfile)
     ck_assert_int_lt(argv_find(&lm, "--bind-to"), 0);
     int x = argv_find(&lm, "OPENBLAS_NUM_THREADS=1");
     ck_assert(x > 0 && strcmp(lm.argv[x - 1], "-x") == 0);
+    /* eager TCP messages across hosts (no rendezvous round trip) */
+    const char *tcp[] = {"btl_tcp_eager_limit", "btl_tcp_rndv_eager_limit",
+                         "btl_tcp_max_send_size"};
+    for (int k = 0; k < 3; k++) {
+        int m = argv_find(&lm, tcp[k]);
+        ck_assert(m > 0 && strcmp(lm.argv[m - 1], "--mca") == 0);
+        ck_assert_str_eq(lm.argv[m + 1], ET_LAUNCH_TCP_EAGER);
+    }
     int w = argv_find(&lm, "worker");
     ck_assert(w > 0 && lm.argv[w + 1][0] == '/' && strcmp(lm.argv[w + 2], "--plan") == 0);
     ck_assert_ptr_nonnull(strstr(lm.argv[w + 1], "configs/test.yaml"));
@@ -388,6 +396,13 @@ START_TEST(test_launch_runs_a_cluster_plan_with_hostfile_and_rankfile)
     char line[4096];
     launch_format(&lm, line, sizeof line);
     ck_assert(strncmp(line, "mpirun ", 7) == 0);
+    launch_material_free(&lm);
+    /* a limit the user set in the environment is kept (no --mca over it) */
+    setenv("OMPI_MCA_btl_tcp_eager_limit", "65536", 1);
+    ck_assert_int_eq(launch_prepare(p, c, "configs/test.yaml", plan_path, &lo, &lm, &e), 0);
+    unsetenv("OMPI_MCA_btl_tcp_eager_limit");
+    ck_assert_int_lt(argv_find(&lm, "btl_tcp_eager_limit"), 0);
+    ck_assert_int_gt(argv_find(&lm, "btl_tcp_rndv_eager_limit"), 0);
     launch_material_free(&lm);
     plan_free(p);
     cfg_free(c);
@@ -415,6 +430,7 @@ START_TEST(test_launch_runs_a_local_plan_unbound_without_hostfile)
     ck_assert_int_eq(argv_find(&lm, "--oversubscribe") >= 0, cores < 7);
     int y = argv_find(&lm, "mpi_yield_when_idle");
     ck_assert(y > 0 && strcmp(lm.argv[y - 1], "--mca") == 0 && strcmp(lm.argv[y + 1], "1") == 0);
+    ck_assert_int_lt(argv_find(&lm, "btl_tcp_eager_limit"), 0); /* shared memory here */
     /* the host files are still written, for taking the plan to a cluster */
     ck_assert_int_eq(access(lm.hostfile, R_OK), 0);
     launch_material_free(&lm);
