@@ -11,7 +11,11 @@
  * thread and never starts a worker.
  *
  * Workers sleep on a condition variable between loops (never spin: ranks
- * that share cores must not steal them). Loops are not nested and are
+ * that share cores must not steal them). When the process may run on
+ * exactly as many CPUs as both OpenBLAS and the pool use threads, the first
+ * such loop pins every thread to a CPU of its own: the caller to the first,
+ * pool worker k and OpenBLAS's worker k-1 to the k-th (see et_pool.c for
+ * the measurement); EDGETRAIN_PIN=0 turns this off. Loops are not nested and are
  * started from one thread at a time (the model's own thread); a call from a
  * worker, or while another loop runs, runs inline. No allocation after the
  * first loop that needs a given number of threads.

@@ -3,14 +3,18 @@
  * boundaries are multiples of the grain, every index runs exactly once,
  * on as many threads as asked (at most ET_POOL_MAX), one thread runs
  * inline, a nested loop runs inline, and the pool survives many loops.
+ * Threads are pinned one per CPU only when they fill the process's CPUs.
  */
 #include <check.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../common/et_pool.h"
+
+int openblas_get_num_threads(void);
 
 typedef struct {
     atomic_int *hits;   /* [n] */
@@ -142,6 +146,45 @@ START_TEST(test_many_small_loops_in_a_row)
 }
 END_TEST
 
+/* The caller's CPU set after one loop as wide as OpenBLAS's thread count:
+ * a single CPU, the first the process may use, when those threads fill the
+ * process's CPUs and EDGETRAIN_PIN is not 0; else untouched. Each test is a
+ * fresh fork (CK_FORK), so the pool decides anew. */
+static void check_pinning(int allowed)
+{
+    cpu_set_t mask, now;
+    ck_assert_int_eq(sched_getaffinity(0, sizeof mask, &mask), 0);
+    int t = openblas_get_num_threads();
+    et_pool_set_threads(0);
+    cover c;
+    run_cover(4096, 16, &c);
+    ck_assert_int_eq(pthread_getaffinity_np(pthread_self(), sizeof now, &now), 0);
+    if (allowed && t > 1 && CPU_COUNT(&mask) == t) {
+        ck_assert_int_eq(CPU_COUNT(&now), 1);
+        int first = 0;
+        while (!CPU_ISSET(first, &mask))
+            first++;
+        ck_assert(CPU_ISSET(first, &now));
+    } else {
+        ck_assert(CPU_EQUAL(&now, &mask));
+    }
+}
+
+START_TEST(test_threads_are_pinned_only_when_they_fill_the_cpus)
+{
+    unsetenv("EDGETRAIN_PIN");
+    check_pinning(1);
+}
+END_TEST
+
+START_TEST(test_pinning_can_be_turned_off)
+{
+    setenv("EDGETRAIN_PIN", "0", 1);
+    check_pinning(0);
+    unsetenv("EDGETRAIN_PIN");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pool");
@@ -151,6 +194,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_one_thread_and_empty_loops_run_inline);
     tcase_add_test(tc, test_nested_loops_run_inline_and_complete);
     tcase_add_test(tc, test_many_small_loops_in_a_row);
+    tcase_add_test(tc, test_threads_are_pinned_only_when_they_fill_the_cpus);
+    tcase_add_test(tc, test_pinning_can_be_turned_off);
     suite_add_tcase(s, tc);
     return s;
 }
