@@ -41,7 +41,7 @@ static double run_case(int n, int L, int kind)
     et_err e = {0};
     if (planner_plan(c, &o, &r, &e) != 0) {
         printf("%-8s %4d %4d  error: %s\n", kind_name[kind], n, L, e.msg);
-        tiered_cluster_free(c);
+        et_config_free(c);
         return -1;
     }
     char proof[48], shape[64] = "none fits";
@@ -61,7 +61,7 @@ static double run_case(int n, int L, int kind)
     fflush(stdout);
     double t = r.proven ? r.seconds : -1;
     planner_result_free(&r);
-    tiered_cluster_free(c);
+    et_config_free(c);
     return t;
 }
 

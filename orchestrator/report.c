@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/et_stats.h"
 #include "../workers/summary.h"
 #include "costmodel.h"
 #include "testbed.h"
@@ -423,13 +424,6 @@ static void derive_servers(rp_ctx *c)
         c->share[k] = all > 0 ? tot[k] / all : NAN;
 }
 
-/* Comparison of doubles for qsort. */
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /*
  * The quiet steps of a test bed run: hostcpu.csv (orchestrator/testbed.h)
  * gives, per second of the run, the cores that work outside the test bed
@@ -498,7 +492,7 @@ static void derive_quiet(rp_ctx *c, long start)
         t->n_quiet = nq;
         t->median_quiet = t->gap_quiet_pct = t->gap_quiet_ctl_pct = NAN;
         if (nq > 0) {
-            qsort(v, (size_t)nq, sizeof *v, cmp_dbl);
+            qsort(v, (size_t)nq, sizeof *v, et_cmp_double);
             t->median_quiet = nq % 2 ? v[nq / 2] : 0.5 * (v[nq / 2 - 1] + v[nq / 2]);
             if (t->pred[2] > 0) {
                 t->gap_quiet_pct = 100.0 * (t->median_quiet - t->pred[2]) / t->pred[2];
@@ -562,7 +556,7 @@ static void derive_testbed(rp_ctx *c)
         sum += x;
     }
     if (t->n > 0) {
-        qsort(v, (size_t)t->n, sizeof *v, cmp_dbl);
+        qsort(v, (size_t)t->n, sizeof *v, et_cmp_double);
         t->median = t->n % 2 ? v[t->n / 2] : 0.5 * (v[t->n / 2 - 1] + v[t->n / 2]);
         t->mean = sum / (double)t->n;
         t->p10 = v[(long)(0.1 * (double)(t->n - 1) + 0.5)];

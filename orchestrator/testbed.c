@@ -46,8 +46,10 @@
 
 #include <mpi.h>
 
+#include "../common/et_stats.h"
 #include "../model/gpt2.h"
 #include "../model/optim.h"
+#include "../parallel/pingpong.h"
 #include "../workers/trainer.h"
 #include "costmodel.h"
 
@@ -1869,13 +1871,6 @@ static int wait_readable(int fd, double timeout)
     return r > 0 && (pf.revents & POLLIN);
 }
 
-/* Comparison for qsort of doubles. */
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median UDP echo round trip between namespaces of servers a and b (probes
  * of 64 bytes: a sends, b echoes). */
 static int measure_rtt(const et_testbed *tb, int a, int b, int probes, double *rtt, et_err *e)
@@ -1925,8 +1920,7 @@ static int measure_rtt(const et_testbed *tb, int a, int b, int probes, double *r
                      tb->srv[a].name, tb->srv[b].name, got, probes);
         goto out;
     }
-    qsort(v, (size_t)got, sizeof *v, cmp_double);
-    *rtt = v[got / 2];
+    *rtt = et_median(v, (size_t)got);
 out:
     if (ua >= 0)
         close(ua);
@@ -2411,9 +2405,6 @@ static void cal_tp_allreduce(void *ctx, float *buf, size_t n)
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, *(MPI_Comm *)ctx);
 }
 
-/* Median of v[0..n-1] (sorts v). */
-static double cal_median(double *v, int n);
-
 /* One rank's calibration work: its shard, optimizer, activations, made-up
  * data (see cal_compute). */
 typedef struct cal_work {
@@ -2465,7 +2456,7 @@ static double cal_time(cal_work *w, int kind, double part_s, int per_part, int *
         means[p] = (mono() - t0) / k;
         *n += k;
     }
-    return cal_median(means, CAL_PARTS);
+    return et_median(means, CAL_PARTS);
 }
 
 /*
@@ -2582,34 +2573,6 @@ static void cal_compute(const et_config *cfg, const et_plan *plan, int rank, dou
 }
 
 /* Median of v[0..n-1] (sorts v). */
-static double cal_median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n ? v[n / 2] : NAN;
-}
-
-/* `bytes` from ra to rb answered by one byte, reps times after a warm-up;
- * the median time as ra saw it (0 on rb). Both ranks wait in MPI as the
- * training ranks do. buf holds at least `bytes`. */
-static double cal_pingpong(int me, int ra, int rb, char *buf, int bytes, int reps)
-{
-    double t[CAL_RTT_REPS > CAL_MSG_REPS ? CAL_RTT_REPS : CAL_MSG_REPS];
-    int n = 0;
-    for (int k = 0; k <= reps; k++) {
-        if (me == ra) {
-            double t0 = mono();
-            MPI_Send(buf, bytes, MPI_CHAR, rb, 11, MPI_COMM_WORLD);
-            MPI_Recv(buf, 1, MPI_CHAR, rb, 12, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            if (k > 0)
-                t[n++] = mono() - t0;
-        } else if (me == rb) {
-            MPI_Recv(buf, bytes, MPI_CHAR, ra, 11, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            MPI_Send(buf, 1, MPI_CHAR, ra, 12, MPI_COMM_WORLD);
-        }
-    }
-    return me == ra ? cal_median(t, n) : 0.0;
-}
-
 /* The rank side (testbed.h). */
 int et_testbed_calibrate_ranks(const char *config, const char *plan_path, double seconds)
 {
@@ -2712,9 +2675,10 @@ int et_testbed_calibrate_ranks(const char *config, const char *plan_path, double
             cal_barrier(MPI_COMM_WORLD);
             double v[3] = {0, 0, 0};
             if (me == ra || me == rb) {
-                v[0] = cal_pingpong(me, ra, rb, buf, 1, CAL_RTT_REPS);
-                v[1] = cal_pingpong(me, ra, rb, buf, bytes, CAL_MSG_REPS);
-                double ba = cal_pingpong(me, rb, ra, buf, bytes, CAL_MSG_REPS);
+                double t[CAL_RTT_REPS > CAL_MSG_REPS ? CAL_RTT_REPS : CAL_MSG_REPS];
+                v[0] = pp_median(MPI_COMM_WORLD, me, ra, rb, buf, 1, CAL_RTT_REPS, t);
+                v[1] = pp_median(MPI_COMM_WORLD, me, ra, rb, buf, bytes, CAL_MSG_REPS, t);
+                double ba = pp_median(MPI_COMM_WORLD, me, rb, ra, buf, bytes, CAL_MSG_REPS, t);
                 if (me == rb)
                     MPI_Send(&ba, 1, MPI_DOUBLE, ra, 13, MPI_COMM_WORLD);
                 else

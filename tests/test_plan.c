@@ -44,13 +44,6 @@ static et_config *cfg_new(void)
     return c;
 }
 
-static void cfg_free(et_config *c)
-{
-    free(c->cluster.servers);
-    free(c->cluster.link);
-    free(c);
-}
-
 /* 2 replicas x 2 stages, TP 2 then 1: servers (a,b | c) and (d,e | f). */
 static et_plan *sample_plan(const et_config *c)
 {
@@ -94,7 +87,7 @@ static void refused(const char *text, const char *pos, const char *what)
     ck_assert_msg(strstr(e.msg, what) != NULL, "expected '%s' in '%s'", what, e.msg);
     ck_assert_int_eq(e.code, ET_EINPUT);
     ck_assert_ptr_null(strchr(e.msg, '\n'));
-    cfg_free(c);
+    et_config_free(c);
 }
 
 static void setup(void)
@@ -164,7 +157,7 @@ START_TEST(test_plan_file_round_trips_every_field)
     ck_assert_int_eq(files, 1);
     plan_free(p);
     plan_free(q);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -188,7 +181,7 @@ START_TEST(test_plan_file_has_the_keys_scripts_rely_on)
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         ck_assert_msg(strstr(buf, keys[i]) != NULL, "missing '%s'", keys[i]);
     plan_free(p);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -201,7 +194,7 @@ START_TEST(test_writing_into_a_missing_directory_fails_cleanly)
     ck_assert_int_eq(e.code, ET_ERUNTIME);
     ck_assert_ptr_nonnull(strstr(e.msg, "cannot write"));
     plan_free(p);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -245,7 +238,7 @@ START_TEST(test_ranks_map_to_roles_and_groups)
     ck_assert_int_eq(plan_embed_peer(p, 2), -1);
     ck_assert_int_eq(plan_embed_peer(p, 6), 4);
     plan_free(p);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -314,7 +307,7 @@ START_TEST(test_a_missing_plan_file_is_named)
     ck_assert_ptr_null(plan_load("/nonexistent/plan.yaml", c, &e));
     ck_assert_str_eq(e.msg, "/nonexistent/plan.yaml: cannot open (No such file or directory)");
     ck_assert_int_eq(e.code, ET_EINPUT);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -330,7 +323,7 @@ START_TEST(test_a_minimal_hand_written_plan_loads)
     ck_assert_int_eq(plan_server(p, 0, 0, 1), 3);
     ck_assert_int_eq(p->schedule, ET_SCHED_GPIPE);
     plan_free(p);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -405,7 +398,7 @@ START_TEST(test_launch_runs_a_cluster_plan_with_hostfile_and_rankfile)
     ck_assert_int_gt(argv_find(&lm, "btl_tcp_rndv_eager_limit"), 0);
     launch_material_free(&lm);
     plan_free(p);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -435,7 +428,7 @@ START_TEST(test_launch_runs_a_local_plan_unbound_without_hostfile)
     ck_assert_int_eq(access(lm.hostfile, R_OK), 0);
     launch_material_free(&lm);
     plan_free(p);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 

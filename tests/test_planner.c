@@ -27,7 +27,7 @@ static int irand(int n)
     return (int)(frand() * n) % n;
 }
 
-/* A config of n servers on uniform links; caller frees with cfg_free. */
+/* A config of n servers on uniform links; caller frees with et_config_free. */
 static et_config *cfg_new(int n, double bw, double lat)
 {
     et_config *c = calloc(1, sizeof *c);
@@ -57,13 +57,6 @@ static void set_link(et_config *c, int a, int b, double bw, double lat)
 {
     int n = c->cluster.n_servers;
     c->cluster.link[a * n + b] = c->cluster.link[b * n + a] = (et_link){bw, lat};
-}
-
-static void cfg_free(et_config *c)
-{
-    free(c->cluster.servers);
-    free(c->cluster.link);
-    free(c);
 }
 
 /* Random instance: sizes kept so that brute force stays fast (n = 6 only
@@ -139,7 +132,7 @@ START_TEST(test_planner_equals_exhaustive_search_on_random_small_clusters)
         if (p && (p->n_stages > 1 || p->n_replicas > 1 || p->tp[0] > 1))
             parallel_plans++;
         plan_free(p);
-        cfg_free(c);
+        et_config_free(c);
     }
     /* the instances exercise real splits, not only single-server plans */
     ck_assert_int_ge(parallel_plans, n / 5);
@@ -184,7 +177,7 @@ START_TEST(test_a_4x_slower_server_never_gets_more_layers_than_a_fast_one)
                     checked++;
                 }
         plan_free(p);
-        cfg_free(c);
+        et_config_free(c);
     }
     ck_assert_int_gt(checked, 10);
 }
@@ -219,7 +212,7 @@ START_TEST(test_a_slow_link_is_kept_off_the_pipeline_when_an_order_avoids_it)
     }
     ck_assert_int_eq(plan_server(p, 0, 1, 0), 1);
     plan_free(p);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -246,8 +239,8 @@ START_TEST(test_adding_a_server_never_makes_the_predicted_optimum_worse)
             set_link(d, i, n, 1.25e6 + frand() * 1e9, frand() * 5e-3);
         double after = plan_step(d, 0, NULL);
         ck_assert_msg(after <= before * (1 + 1e-12), "instance %d: %.9g -> %.9g", it, before, after);
-        cfg_free(c);
-        cfg_free(d);
+        et_config_free(c);
+        et_config_free(d);
     }
 }
 END_TEST
@@ -269,7 +262,7 @@ START_TEST(test_pinned_numbers_are_honoured)
     ck_assert_int_eq(p->schedule, ET_SCHED_GPIPE);
     ck_assert_int_eq(p->n_replicas * p->micro_batches * p->micro_batch, c->training.global_batch);
     plan_free(p);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -299,7 +292,7 @@ START_TEST(test_pins_that_contradict_the_model_or_cluster_are_errors)
     o.max_exhaustive = 3;
     ck_assert_int_eq(planner_plan(c, &o, &r, &e), -1);
     ck_assert_ptr_nonnull(strstr(e.msg, "exhaustive search is limited to 3 servers"));
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -316,7 +309,7 @@ START_TEST(test_a_model_that_fits_nowhere_reports_its_smallest_need)
     ck_assert_uint_gt(r.min_need, r.max_memory);
     ck_assert_uint_eq(r.max_memory, (uint64_t)32 << 20);
     planner_result_free(&r);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -338,7 +331,7 @@ START_TEST(test_the_optimum_beats_or_ties_every_baseline_that_fits)
             }
         }
         planner_result_free(&r);
-        cfg_free(c);
+        et_config_free(c);
     }
 }
 END_TEST
@@ -364,7 +357,7 @@ START_TEST(test_identical_servers_are_planned_quickly)
     ck_assert_ptr_nonnull(r.best);
     ck_assert(r.seconds < 5.0);
     planner_result_free(&r);
-    cfg_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -388,7 +381,7 @@ START_TEST(test_gpt2_xl_on_a_large_tiered_edge_cluster_is_proven_optimal)
     ck_assert(r.lower_bound == r.best->pred.step_s);
     ck_assert(r.best->fits);
     planner_result_free(&r);
-    tiered_cluster_free(c);
+    et_config_free(c);
 }
 END_TEST
 
@@ -410,7 +403,7 @@ START_TEST(test_a_cluster_of_all_different_servers_is_not_claimed_optimal_beyond
     ck_assert(r.best->fits);
     ck_assert(r.seconds < 10.0);
     planner_result_free(&r);
-    tiered_cluster_free(c);
+    et_config_free(c);
 }
 END_TEST
 

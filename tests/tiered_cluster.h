@@ -64,11 +64,4 @@ static et_config *tiered_cluster(int n, int L, int kind)
     return c;
 }
 
-static void tiered_cluster_free(et_config *c)
-{
-    free(c->cluster.servers);
-    free(c->cluster.link);
-    free(c);
-}
-
 #endif

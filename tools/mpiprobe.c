@@ -24,44 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../parallel/pingpong.h"
 #include "../topology/config.h"
-
-/* Comparison for qsort of doubles. */
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of v[0..n-1] (sorts v). */
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
-
-/*
- * One measurement between ranks ra (sender of `bytes`) and rb (answers with
- * one byte), reps times after one warm-up; returns the median time on ra (0
- * on every other rank). buf holds at least `bytes`.
- */
-static double pingpong(int me, int ra, int rb, char *buf, int bytes, int reps, double *times)
-{
-    int n = 0;
-    for (int k = 0; k <= reps; k++) {
-        if (me == ra) {
-            double t0 = MPI_Wtime();
-            MPI_Send(buf, bytes, MPI_CHAR, rb, 1, MPI_COMM_WORLD);
-            MPI_Recv(buf, 1, MPI_CHAR, rb, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            if (k > 0)
-                times[n++] = MPI_Wtime() - t0;
-        } else if (me == rb) {
-            MPI_Recv(buf, bytes, MPI_CHAR, ra, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            MPI_Send(buf, 1, MPI_CHAR, ra, 2, MPI_COMM_WORLD);
-        }
-    }
-    return me == ra ? median(times, n) : 0.0;
-}
 
 /* Load the config on every rank, map ranks to servers by host name, measure
  * every pair of servers in turn (all ranks step through the same loop, so
@@ -144,8 +108,8 @@ int main(int argc, char **argv)
                 continue;
             int ra = leader[a], rb = leader[b];
             MPI_Barrier(MPI_COMM_WORLD);
-            double small = pingpong(me, ra, rb, buf, 1, reps * 2, times);
-            double large = pingpong(me, ra, rb, buf, (int)bytes, reps, times);
+            double small = pp_median(MPI_COMM_WORLD, me, ra, rb, buf, 1, reps * 2, times);
+            double large = pp_median(MPI_COMM_WORLD, me, ra, rb, buf, (int)bytes, reps, times);
             double m[2] = {small, large};
             /* Rank ra measured; bring it to rank 0. */
             if (ra != 0) {
