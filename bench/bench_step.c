@@ -12,8 +12,18 @@
  *   bench_step [--steps N] [--threads N] [--batch B] [--seq T] [--preset NAME]
  *   bench_step --corename      (print OpenBLAS's kernel choice and exit)
  *
+ * The binary is linked with -Wl,--wrap=cblas_sgemm (Makefile), so every
+ * sgemm of the step passes through gemm_wrap below: the step's
+ * multi-threaded sgemm calls (all but the attention's per-head products,
+ * which run single-threaded inside pool parts) are timed in the timed steps
+ * and recorded in the warm-up step; after the steps the recorded calls are
+ * replayed back to back, with the step's own shapes, operands and buffers.
+ * That replay is the floor of this step on this machine's OpenBLAS: no
+ * ordering of the remaining work can make the step faster than its sgemms.
+ *
  * The last lines are machine-readable for bench_step.sh: "STEP_MS t1 t2 ..."
- * (every timed step) and "RESULT ms_per_step=...".
+ * (every timed step) and "RESULT ms_per_step=... gemm_ms=...
+ * gemm_replay_ms=...".
  */
 #include <cblas.h>
 
@@ -38,6 +48,92 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------- the step's sgemm calls */
+
+/* One recorded cblas_sgemm call. */
+typedef struct {
+    enum CBLAS_ORDER order;
+    enum CBLAS_TRANSPOSE ta, tb;
+    blasint m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+} gemm_call;
+
+#define GEMM_MAX_CALLS 4096
+
+/* Set by main only while no pool part runs (between phases of a step), read
+ * by gemm_wrap: the pool's hand-off orders those writes before the reads. */
+static struct {
+    int record, time, bench_threads, overflow;
+    int n;
+    double seconds, flops; /* timed calls, summed */
+    gemm_call calls[GEMM_MAX_CALLS];
+} gemm_log;
+
+void __real_cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order,
+                        OPENBLAS_CONST enum CBLAS_TRANSPOSE ta,
+                        OPENBLAS_CONST enum CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint m,
+                        OPENBLAS_CONST blasint n, OPENBLAS_CONST blasint k,
+                        OPENBLAS_CONST float alpha, OPENBLAS_CONST float *a,
+                        OPENBLAS_CONST blasint lda, OPENBLAS_CONST float *b,
+                        OPENBLAS_CONST blasint ldb, OPENBLAS_CONST float beta, float *c,
+                        OPENBLAS_CONST blasint ldc);
+void __wrap_cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order,
+                        OPENBLAS_CONST enum CBLAS_TRANSPOSE ta,
+                        OPENBLAS_CONST enum CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint m,
+                        OPENBLAS_CONST blasint n, OPENBLAS_CONST blasint k,
+                        OPENBLAS_CONST float alpha, OPENBLAS_CONST float *a,
+                        OPENBLAS_CONST blasint lda, OPENBLAS_CONST float *b,
+                        OPENBLAS_CONST blasint ldb, OPENBLAS_CONST float beta, float *c,
+                        OPENBLAS_CONST blasint ldc);
+
+/* Every cblas_sgemm of this binary lands here (see the top of the file).
+ * A call counts when OpenBLAS runs it on the benchmark's thread count: the
+ * attention's pool parts lower OpenBLAS to one thread while they run. */
+void __wrap_cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order,
+                        OPENBLAS_CONST enum CBLAS_TRANSPOSE ta,
+                        OPENBLAS_CONST enum CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint m,
+                        OPENBLAS_CONST blasint n, OPENBLAS_CONST blasint k,
+                        OPENBLAS_CONST float alpha, OPENBLAS_CONST float *a,
+                        OPENBLAS_CONST blasint lda, OPENBLAS_CONST float *b,
+                        OPENBLAS_CONST blasint ldb, OPENBLAS_CONST float beta, float *c,
+                        OPENBLAS_CONST blasint ldc)
+{
+    int counted = (gemm_log.record || gemm_log.time) &&
+                  openblas_get_num_threads() == gemm_log.bench_threads;
+    if (counted && gemm_log.record) {
+        if (gemm_log.n < GEMM_MAX_CALLS)
+            gemm_log.calls[gemm_log.n++] =
+                (gemm_call){order, ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
+        else
+            gemm_log.overflow = 1;
+    }
+    double t0 = counted && gemm_log.time ? now_s() : 0.0;
+    __real_cblas_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (counted && gemm_log.time) {
+        gemm_log.seconds += now_s() - t0;
+        gemm_log.flops += 2.0 * m * n * (double)k;
+    }
+}
+
+/* The recorded calls back to back, `reps` times: the best pass, in s. */
+static double gemm_replay(int reps)
+{
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        for (int i = 0; i < gemm_log.n; i++) {
+            const gemm_call *g = &gemm_log.calls[i];
+            __real_cblas_sgemm(g->order, g->ta, g->tb, g->m, g->n, g->k, g->alpha, g->a, g->lda,
+                               g->b, g->ldb, g->beta, g->c, g->ldc);
+        }
+        double t = now_s() - t0;
+        best = t < best ? t : best;
+    }
+    return best;
 }
 
 /* Resident set size now, in MiB (from /proc/self/statm). */
@@ -130,6 +226,7 @@ int main(int argc, char **argv)
         return 2;
     }
     openblas_set_num_threads(threads);
+    gemm_log.bench_threads = threads;
 
     gpt2_config cfg;
     if (gpt2_config_preset(preset, &cfg) < 0) {
@@ -178,6 +275,8 @@ int main(int argc, char **argv)
     double *step_ms = calloc((size_t)steps, sizeof(double));
     float loss = 0.0f;
     for (int it = 0; it <= steps; it++) {
+        gemm_log.record = it == 0; /* the warm-up step's calls, replayed below */
+        gemm_log.time = it > 0;
         double t0 = now_s();
         gpt2_shard_zero_grad(sh);
         loss = gpt2_forward(sh, a, inp, NULL, tgt, NULL);
@@ -203,7 +302,14 @@ int main(int argc, char **argv)
         step_ms[it - 1] = (t4 - t0) * 1e3;
         best = t4 - t0 < best ? t4 - t0 : best;
     }
+    gemm_log.record = gemm_log.time = 0;
     double rss_end = rss_mib();
+    if (gemm_log.overflow) {
+        fprintf(stderr, "bench_step: more than %d sgemm calls in a step\n", GEMM_MAX_CALLS);
+        return 1;
+    }
+    /* Last: the replay leaves the activations and gradients garbage. */
+    double gemm_step = gemm_log.seconds / steps, gemm_floor = gemm_replay(3);
     double peak2 = sgemm_peak_gflops();
     peak = peak2 > peak ? peak2 : peak;
     double mean = total / steps, flops = step_flops(&cfg, B, T);
@@ -213,6 +319,11 @@ int main(int argc, char **argv)
            ph[0] / steps * 1e3, ph[1] / steps * 1e3, ph[2] / steps * 1e3, ph[3] / steps * 1e3);
     printf("  model FLOPs/step %.1f G, achieved %.1f GFLOP/s, sgemm peak %.1f GFLOP/s, MFU %.1f%%\n",
            flops * 1e-9, flops / mean * 1e-9, peak, 100.0 * flops / mean * 1e-9 / peak);
+    printf("  sgemm: %d multi-threaded calls per step, %.1f ms/step in the step (%.1f GFLOP/s); "
+           "replayed back to back %.1f ms (%.1f GFLOP/s, best of 3); the rest of the step %.1f ms\n",
+           gemm_log.n, gemm_step * 1e3, gemm_log.flops / gemm_log.seconds * 1e-9,
+           gemm_floor * 1e3, gemm_log.flops / steps / gemm_floor * 1e-9,
+           (mean - gemm_step) * 1e3);
     printf("  peak RSS %.1f MiB, RSS after warm-up %.1f MiB, after %d steps %.1f MiB (growth %.1f MiB)\n",
            peak_rss_mib(), rss_warm, steps, rss_end, rss_end - rss_warm);
     printf("STEP_MS");
@@ -221,9 +332,9 @@ int main(int argc, char **argv)
     printf("\n");
     free(step_ms);
     printf("RESULT ms_per_step=%.2f best_ms=%.2f gflops=%.2f peak_gflops=%.2f mfu=%.4f "
-           "peak_rss_mib=%.1f rss_growth_mib=%.1f\n",
+           "peak_rss_mib=%.1f rss_growth_mib=%.1f gemm_ms=%.2f gemm_replay_ms=%.2f\n",
            mean * 1e3, best * 1e3, flops / mean * 1e-9, peak, flops / mean * 1e-9 / peak,
-           peak_rss_mib(), rss_end - rss_warm);
+           peak_rss_mib(), rss_end - rss_warm, gemm_step * 1e3, gemm_floor * 1e3);
     free(tok), free(inp), free(tgt);
     optim_state_free(st);
     gpt2_acts_free(a);

@@ -3,7 +3,10 @@
 # edgetrain's C step (build/bench/bench_step, OpenBLAS threads = 2) against
 # PyTorch's (bench/bench_step_torch.py, torch.set_num_threads(2),
 # OMP_WAIT_POLICY=PASSIVE), measured in the same run, in alternating rounds;
-# prints the ratio of the means (and of the medians and best steps).
+# prints the ratio of the means (and of the medians and best steps), and the
+# sgemm floor: the C step's sgemm calls alone, replayed back to back, as a
+# fraction of PyTorch's step (the lowest ratio any step through this
+# OpenBLAS's sgemm could reach here).
 #
 # Both sides use the same OpenBLAS. OpenBLAS 0.3.21 falls back to its generic
 # "Prescott" kernels on CPUs newer than it knows (e.g. Xeon model 207), which
@@ -60,6 +63,14 @@ def steps(path):
     if not out:
         sys.exit("bench_step: no STEP_MS lines in " + path)
     return out
+def results(path, key):
+    out = []
+    for line in open(path):
+        if line.startswith("RESULT"):
+            kv = dict(f.split("=", 1) for f in line.split()[1:])
+            if key in kv:
+                out.append(float(kv[key]))
+    return out
 c, t = steps(sys.argv[1]), steps(sys.argv[2])
 for name, f in (("mean", statistics.mean), ("median", statistics.median), ("best", min)):
     print(f"{name:>6}: edgetrain {f(c):7.1f} ms/step, PyTorch {f(t):7.1f} ms/step: "
@@ -68,4 +79,13 @@ print(f"edgetrain {statistics.mean(c):.1f} ms/step, PyTorch {statistics.mean(t):
       f"({len(c)} and {len(t)} steps): ratio C/PyTorch {statistics.mean(c) / statistics.mean(t):.3f} "
       f"(median {statistics.median(c) / statistics.median(t):.3f}, best {min(c) / min(t):.3f}; "
       f"target <= 0.35)")
+# The floor: the C step's own multi-threaded sgemm calls replayed back to back
+# (bench_step's gemm_replay_ms, per round); no step through this OpenBLAS
+# sgemm can be faster than that, whatever the rest of the step costs.
+ins, rep = results(sys.argv[1], "gemm_ms"), results(sys.argv[1], "gemm_replay_ms")
+if rep:
+    r = statistics.mean(rep)
+    print(f"sgemm floor: the step's sgemm calls {statistics.mean(ins):.1f} ms/step in the step, "
+          f"{r:.1f} ms replayed back to back = {r / statistics.mean(t):.3f} x PyTorch's mean step "
+          f"(the rest of the C step {statistics.mean(c) - statistics.mean(ins):.1f} ms)")
 PYEOF

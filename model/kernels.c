@@ -223,19 +223,17 @@ void k_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
 
 /* ------------------------------------------------------------------- matmul */
 
-/* One sgemm, then the bias row added to every output row. */
+/* With a bias: every output row set to it, then one sgemm adding the
+ * product (beta = 1, as torch's addmm does), which spares OpenBLAS's own
+ * zeroing pass over out (beta = 0) and a bias pass after it. */
 void k_matmul_forward(float *out, const float *inp, const float *w, const float *bias,
                       int N, int K, int O)
 {
+    if (bias)
+        for (int n = 0; n < N; n++)
+            memcpy(out + (size_t)n * O, bias, sizeof(float) * (size_t)O);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, O, K, 1.0f, inp, K, w, O,
-                0.0f, out, O);
-    if (bias) {
-        for (int n = 0; n < N; n++) {
-            float *restrict o = out + (size_t)n * O;
-            for (int j = 0; j < O; j++)
-                o[j] += bias[j];
-        }
-    }
+                bias ? 1.0f : 0.0f, out, O);
 }
 
 /* Two sgemms (input and weight gradients) and a column sum for the bias. */

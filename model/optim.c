@@ -167,7 +167,9 @@ double optim_grad_sqsum(const gpt2_shard *sh, int count_replicated, int skip_wte
  *   p = p - (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
  * with g = grad * grad_scale (the clipping multiplies the grads first). The
  * gradient is consumed: zeroed once read, in the same pass (its cache line
- * is already there), which spares the next step's zero_grad a full pass. */
+ * is already there), which spares the next step's zero_grad a full pass.
+ * The Makefile builds this file with -fno-tree-loop-distribute-patterns, or
+ * GCC would move that store out into a memset, a pass of its own. */
 static void adamw_run(float *restrict p, float *restrict grad, float *restrict m,
                       float *restrict v, size_t n, float gscale, float decay_mul, float b1,
                       float b2, float step, float inv_bc2_sqrt, float eps)
