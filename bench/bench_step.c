@@ -13,7 +13,7 @@
  *   bench_step --corename      (print OpenBLAS's kernel choice and exit)
  *
  * The binary is linked with -Wl,--wrap=cblas_sgemm (Makefile), so every
- * sgemm of the step passes through gemm_wrap below: the step's
+ * sgemm of the step passes through __wrap_cblas_sgemm below: the step's
  * multi-threaded sgemm calls (all but the attention's per-head products,
  * which run single-threaded inside pool parts) are timed in the timed steps
  * and recorded in the warm-up step; after the steps the recorded calls are
@@ -65,23 +65,16 @@ typedef struct {
 #define GEMM_MAX_CALLS 4096
 
 /* Set by main only while no pool part runs (between phases of a step), read
- * by gemm_wrap: the pool's hand-off orders those writes before the reads. */
+ * by __wrap_cblas_sgemm: the pool's hand-off orders those writes before
+ * the reads. */
 static struct {
     int record, time, bench_threads, overflow;
     int n;
-    double seconds, flops; /* timed calls, summed */
+    double seconds; /* timed calls, summed over the timed steps */
     gemm_call calls[GEMM_MAX_CALLS];
 } gemm_log;
 
 void __real_cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order,
-                        OPENBLAS_CONST enum CBLAS_TRANSPOSE ta,
-                        OPENBLAS_CONST enum CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint m,
-                        OPENBLAS_CONST blasint n, OPENBLAS_CONST blasint k,
-                        OPENBLAS_CONST float alpha, OPENBLAS_CONST float *a,
-                        OPENBLAS_CONST blasint lda, OPENBLAS_CONST float *b,
-                        OPENBLAS_CONST blasint ldb, OPENBLAS_CONST float beta, float *c,
-                        OPENBLAS_CONST blasint ldc);
-void __wrap_cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order,
                         OPENBLAS_CONST enum CBLAS_TRANSPOSE ta,
                         OPENBLAS_CONST enum CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint m,
                         OPENBLAS_CONST blasint n, OPENBLAS_CONST blasint k,
@@ -113,10 +106,17 @@ void __wrap_cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order,
     }
     double t0 = counted && gemm_log.time ? now_s() : 0.0;
     __real_cblas_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    if (counted && gemm_log.time) {
+    if (counted && gemm_log.time)
         gemm_log.seconds += now_s() - t0;
-        gemm_log.flops += 2.0 * m * n * (double)k;
-    }
+}
+
+/* FLOPs of the recorded calls (one step's). */
+static double gemm_flops(void)
+{
+    double f = 0.0;
+    for (int i = 0; i < gemm_log.n; i++)
+        f += 2.0 * gemm_log.calls[i].m * gemm_log.calls[i].n * (double)gemm_log.calls[i].k;
+    return f;
 }
 
 /* The recorded calls back to back, `reps` times: the best pass, in s. */
@@ -321,8 +321,8 @@ int main(int argc, char **argv)
            flops * 1e-9, flops / mean * 1e-9, peak, 100.0 * flops / mean * 1e-9 / peak);
     printf("  sgemm: %d multi-threaded calls per step, %.1f ms/step in the step (%.1f GFLOP/s); "
            "replayed back to back %.1f ms (%.1f GFLOP/s, best of 3); the rest of the step %.1f ms\n",
-           gemm_log.n, gemm_step * 1e3, gemm_log.flops / gemm_log.seconds * 1e-9,
-           gemm_floor * 1e3, gemm_log.flops / steps / gemm_floor * 1e-9,
+           gemm_log.n, gemm_step * 1e3, gemm_flops() / gemm_step * 1e-9, gemm_floor * 1e3,
+           gemm_flops() / gemm_floor * 1e-9,
            (mean - gemm_step) * 1e3);
     printf("  peak RSS %.1f MiB, RSS after warm-up %.1f MiB, after %d steps %.1f MiB (growth %.1f MiB)\n",
            peak_rss_mib(), rss_warm, steps, rss_end, rss_end - rss_warm);
