@@ -7,6 +7,7 @@
 #include <string.h>
 
 int openblas_get_num_threads(void);
+void openblas_set_num_threads(int num_threads);
 int openblas_setaffinity(int thread_idx, size_t cpusetsize, cpu_set_t *cpu_set);
 
 /* One loop in flight: what to run and how it is split. */
@@ -138,14 +139,14 @@ static void pin_threads(int t)
     }
 }
 
-int et_pool_run(size_t n, size_t grain, et_pool_fn fn, void *ctx)
+/* et_pool_run on t threads at most. */
+static int run_loop(size_t n, size_t grain, et_pool_fn fn, void *ctx, int t)
 {
     if (n == 0)
         return 0;
     if (grain == 0)
         grain = 1;
     size_t chunks = (n + grain - 1) / grain;
-    int t = et_pool_threads();
     if ((size_t)t > chunks)
         t = (int)chunks;
     int expect = 0;
@@ -177,4 +178,23 @@ int et_pool_run(size_t n, size_t grain, et_pool_fn fn, void *ctx)
     pthread_mutex_unlock(&mu);
     atomic_store(&busy, 0);
     return t;
+}
+
+int et_pool_run(size_t n, size_t grain, et_pool_fn fn, void *ctx)
+{
+    return run_loop(n, grain, fn, ctx, et_pool_threads());
+}
+
+int et_pool_run_blas1(size_t n, size_t grain, et_pool_fn fn, void *ctx)
+{
+    int t = et_pool_threads();
+    int bt = openblas_get_num_threads();
+    if (t <= 1 || n <= (grain ? grain : 1))
+        return run_loop(n, grain, fn, ctx, 1);
+    if (bt != 1)
+        openblas_set_num_threads(1);
+    int parts = run_loop(n, grain, fn, ctx, t);
+    if (bt != 1)
+        openblas_set_num_threads(bt);
+    return parts;
 }

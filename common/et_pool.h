@@ -41,6 +41,12 @@ typedef void (*et_pool_fn)(void *ctx, size_t begin, size_t end, int part);
  * over [0, n). */
 int et_pool_run(size_t n, size_t grain, et_pool_fn fn, void *ctx);
 
+/* et_pool_run for a loop whose parts call OpenBLAS (each part's sgemms on
+ * its own core): the thread count is taken first, then OpenBLAS is held at
+ * one thread while the parts run and given its count back after. A loop
+ * with a single part runs inline with OpenBLAS's threads left as they are. */
+int et_pool_run_blas1(size_t n, size_t grain, et_pool_fn fn, void *ctx);
+
 /* Threads a loop may use now: OpenBLAS's thread count, at most ET_POOL_MAX,
  * or the value of et_pool_set_threads when one was set (> 0). */
 int et_pool_threads(void);

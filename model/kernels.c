@@ -465,13 +465,7 @@ static void att_run(att_job *j, int parts, et_pool_fn fn)
     if (parts < 1)
         parts = 1;
     size_t grain = (pairs + (size_t)parts - 1) / (size_t)parts; /* <= parts parts */
-    int bt = openblas_get_num_threads();
-    int split = et_pool_threads() > 1 && parts > 1 && pairs > 1;
-    if (split)
-        openblas_set_num_threads(1);
-    et_pool_run(pairs, split ? grain : pairs, fn, j);
-    if (split)
-        openblas_set_num_threads(bt);
+    et_pool_run_blas1(pairs, grain, fn, j);
 }
 
 /* Per (b, h): S = scale q k^T (sgemm), causal softmax row by row, Y = P v

@@ -4,6 +4,9 @@
  * on as many threads as asked (at most ET_POOL_MAX), one thread runs
  * inline, a nested loop runs inline, and the pool survives many loops.
  * Threads are pinned one per CPU only when they fill the process's CPUs.
+ * A loop whose parts call OpenBLAS (et_pool_run_blas1) still gets as many
+ * threads as OpenBLAS had, sees OpenBLAS at one thread inside its parts,
+ * and gives OpenBLAS its count back.
  */
 #include <check.h>
 #include <pthread.h>
@@ -15,6 +18,7 @@
 #include "../common/et_pool.h"
 
 int openblas_get_num_threads(void);
+void openblas_set_num_threads(int num_threads);
 
 typedef struct {
     atomic_int *hits;   /* [n] */
@@ -146,6 +150,55 @@ START_TEST(test_many_small_loops_in_a_row)
 }
 END_TEST
 
+/* Records the OpenBLAS thread count each part of a loop saw. */
+typedef struct {
+    atomic_int parts, blas_max, blas_min;
+} blas_seen;
+
+static void see_blas(void *vctx, size_t b, size_t e, int part)
+{
+    (void)b, (void)e, (void)part;
+    blas_seen *s = vctx;
+    int t = openblas_get_num_threads();
+    atomic_fetch_add(&s->parts, 1);
+    if (t > atomic_load(&s->blas_max))
+        atomic_store(&s->blas_max, t);
+    if (t < atomic_load(&s->blas_min))
+        atomic_store(&s->blas_min, t);
+}
+
+START_TEST(test_blas1_loops_keep_their_threads_and_restore_openblas)
+{
+    et_pool_set_threads(0); /* follow OpenBLAS */
+    openblas_set_num_threads(3);
+    ck_assert_int_eq(et_pool_threads(), 3);
+    blas_seen s;
+    atomic_init(&s.parts, 0);
+    atomic_init(&s.blas_max, 0);
+    atomic_init(&s.blas_min, 1000);
+    /* Three parts, each on its own thread with OpenBLAS at one thread (the
+     * parts' sgemms must not share OpenBLAS's threads). */
+    ck_assert_int_eq(et_pool_run_blas1(48, 16, see_blas, &s), 3);
+    ck_assert_int_eq(atomic_load(&s.parts), 3);
+    ck_assert_int_eq(atomic_load(&s.blas_max), 1);
+    ck_assert_int_eq(openblas_get_num_threads(), 3);
+    /* One part: inline, OpenBLAS's threads left to it. */
+    atomic_store(&s.parts, 0);
+    atomic_store(&s.blas_min, 1000);
+    ck_assert_int_eq(et_pool_run_blas1(10, 16, see_blas, &s), 1);
+    ck_assert_int_eq(atomic_load(&s.parts), 1);
+    ck_assert_int_eq(atomic_load(&s.blas_min), 3);
+    ck_assert_int_eq(openblas_get_num_threads(), 3);
+    /* A fixed pool width is kept too. */
+    et_pool_set_threads(2);
+    atomic_store(&s.parts, 0);
+    ck_assert_int_eq(et_pool_run_blas1(48, 16, see_blas, &s), 2);
+    ck_assert_int_eq(atomic_load(&s.parts), 2);
+    ck_assert_int_eq(openblas_get_num_threads(), 3);
+    et_pool_set_threads(0);
+}
+END_TEST
+
 /* The caller's CPU set after one loop as wide as OpenBLAS's thread count:
  * a single CPU, the first the process may use, when those threads fill the
  * process's CPUs and EDGETRAIN_PIN is not 0; else untouched. Each test is a
@@ -194,6 +247,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_one_thread_and_empty_loops_run_inline);
     tcase_add_test(tc, test_nested_loops_run_inline_and_complete);
     tcase_add_test(tc, test_many_small_loops_in_a_row);
+    tcase_add_test(tc, test_blas1_loops_keep_their_threads_and_restore_openblas);
     tcase_add_test(tc, test_threads_are_pinned_only_when_they_fill_the_cpus);
     tcase_add_test(tc, test_pinning_can_be_turned_off);
     suite_add_tcase(s, tc);
