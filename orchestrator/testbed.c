@@ -1178,21 +1178,29 @@ static int image_name(char *out, size_t cap, et_err *e)
     return 0;
 }
 
-/* Make sure the image exists: present, or built now (slow, once) when
- * allowed. Progress of a build goes to our stderr. */
-static int ensure_image(const char *image, int build, FILE *log, et_err *e)
+/* `podman KIND exists NAME` (KIND image or container): 1 if it exists, 0
+ * if not, -1 when podman cannot be run. */
+static int podman_exists(const char *kind, const char *name, et_err *e)
 {
     argvec a = {0};
     if (podman_base(&a, e) < 0)
         return -1;
-    av_push(&a, "image");
+    av_push(&a, kind);
     av_push(&a, "exists");
-    av_push(&a, image);
+    av_push(&a, name);
     int rc = run_cmd(a.v, 0, NULL, 0, NULL, 0, e);
     av_free(&a);
+    return rc < 0 ? -1 : rc == 0;
+}
+
+/* Make sure the image exists: present, or built now (slow, once) when
+ * allowed. Progress of a build goes to our stderr. */
+static int ensure_image(const char *image, int build, FILE *log, et_err *e)
+{
+    int rc = podman_exists("image", image, e);
     if (rc < 0)
         return -1;
-    if (rc == 0)
+    if (rc == 1)
         return 0;
     if (!build)
         return et_errf(e, ET_ERUNTIME, "testbed: image %s is not built (run "
@@ -1240,19 +1248,14 @@ static int labelled_containers(const char *name, char *out, size_t cap, et_err *
     return 0;
 }
 
-/* Remove container ctr (force, no grace period). 1 if it existed. */
+/* Remove container ctr (force, no grace period). 1 if it existed, 0 if
+ * not, -1 on failure. */
 static int remove_container(const char *ctr, et_err *e)
 {
+    int rc = podman_exists("container", ctr, e);
+    if (rc <= 0)
+        return rc;
     argvec a = {0};
-    if (podman_base(&a, e) < 0)
-        return -1;
-    av_push(&a, "container");
-    av_push(&a, "exists");
-    av_push(&a, ctr);
-    int rc = run_cmd(a.v, 0, NULL, 0, NULL, 0, e);
-    av_free(&a);
-    if (rc != 0)
-        return 0;
     if (podman_base(&a, e) < 0)
         return -1;
     av_push(&a, "rm");

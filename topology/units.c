@@ -351,20 +351,18 @@ static int scale(double v, double factor, double *out, const char **why)
     return 0;
 }
 
-/*
- * Parse a bandwidth ("10Gbps", "200 Mbps", "1.5Gbit/s", "125MB/s") into
- * bytes per second. Returns 0, or -1 with *why set; *out is untouched on
- * failure.
- */
-int et_parse_bandwidth(const char *s, double *out, const char **why)
+/* A number with a unit from table, required (missing: the hint), as a double
+ * in the table's base unit. */
+static int parse_scaled(const char *s, const unit_def *table, const char *list, int keep_b,
+                        const char *missing, double *out, const char **why)
 {
     decimal d;
     const unit_def *u;
     double v;
-    if (split(s, bandwidth_units, bandwidth_list, 1, &d, &u, why) != 0)
+    if (split(s, table, list, keep_b, &d, &u, why) != 0)
         return -1;
     if (u == NULL) {
-        *why = "missing unit (a bare number is ambiguous: write e.g. 1Gbps or 125MB/s)";
+        *why = missing;
         return -1;
     }
     if (decimal_to_double(&d, &v, why) != 0)
@@ -373,23 +371,25 @@ int et_parse_bandwidth(const char *s, double *out, const char **why)
 }
 
 /*
+ * Parse a bandwidth ("10Gbps", "200 Mbps", "1.5Gbit/s", "125MB/s") into
+ * bytes per second. Returns 0, or -1 with *why set; *out is untouched on
+ * failure.
+ */
+int et_parse_bandwidth(const char *s, double *out, const char **why)
+{
+    return parse_scaled(s, bandwidth_units, bandwidth_list, 1,
+                        "missing unit (a bare number is ambiguous: write e.g. 1Gbps or 125MB/s)",
+                        out, why);
+}
+
+/*
  * Parse a duration ("2ms", "150us", "1s", "0.5 min") into seconds. Returns
  * 0, or -1 with *why set; *out is untouched on failure.
  */
 int et_parse_duration(const char *s, double *out, const char **why)
 {
-    decimal d;
-    const unit_def *u;
-    double v;
-    if (split(s, duration_units, duration_list, 0, &d, &u, why) != 0)
-        return -1;
-    if (u == NULL) {
-        *why = "missing unit (write e.g. 2ms, 150us or 1s)";
-        return -1;
-    }
-    if (decimal_to_double(&d, &v, why) != 0)
-        return -1;
-    return scale(v, u->factor, out, why);
+    return parse_scaled(s, duration_units, duration_list, 0,
+                        "missing unit (write e.g. 2ms, 150us or 1s)", out, why);
 }
 
 /*
