@@ -74,14 +74,8 @@ static struct {
     gemm_call calls[GEMM_MAX_CALLS];
 } gemm_log;
 
-void __real_cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order,
-                        OPENBLAS_CONST enum CBLAS_TRANSPOSE ta,
-                        OPENBLAS_CONST enum CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint m,
-                        OPENBLAS_CONST blasint n, OPENBLAS_CONST blasint k,
-                        OPENBLAS_CONST float alpha, OPENBLAS_CONST float *a,
-                        OPENBLAS_CONST blasint lda, OPENBLAS_CONST float *b,
-                        OPENBLAS_CONST blasint ldb, OPENBLAS_CONST float beta, float *c,
-                        OPENBLAS_CONST blasint ldc);
+/* OpenBLAS's own cblas_sgemm, under the name the linker gives it. */
+__typeof__(cblas_sgemm) __real_cblas_sgemm;
 
 /* Every cblas_sgemm of this binary lands here (see the top of the file).
  * A call counts when OpenBLAS runs it on the benchmark's thread count: the

@@ -188,13 +188,11 @@ int et_pool_run(size_t n, size_t grain, et_pool_fn fn, void *ctx)
 int et_pool_run_blas1(size_t n, size_t grain, et_pool_fn fn, void *ctx)
 {
     int t = et_pool_threads();
-    int bt = openblas_get_num_threads();
     if (t <= 1 || n <= (grain ? grain : 1))
         return run_loop(n, grain, fn, ctx, 1);
-    if (bt != 1)
-        openblas_set_num_threads(1);
+    int bt = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     int parts = run_loop(n, grain, fn, ctx, t);
-    if (bt != 1)
-        openblas_set_num_threads(bt);
+    openblas_set_num_threads(bt);
     return parts;
 }
