@@ -60,16 +60,15 @@ trap 'rm -rf "$tmp"' EXIT
 # so that a spell of load from other processes falls on every side; every
 # timed step of every round is pooled per side.
 torch_step() {
-  "$PY" bench/bench_step_torch.py --steps "$STEPS" --threads "$THREADS"
+  OMP_WAIT_POLICY=PASSIVE "$PY" bench/bench_step_torch.py --steps "$STEPS" --threads "$THREADS"
 }
 for r in $(seq 1 "$ROUNDS"); do
   echo "-- round $r of $ROUNDS"
   "$BIN" --steps "$STEPS" --threads "$THREADS" | tee -a "$tmp/c.txt" || exit 1
   echo "PyTorch, best setting (OMP_WAIT_POLICY=PASSIVE, large blocks kept by malloc):"
-  OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 \
-    torch_step | tee -a "$tmp/torch.txt" || exit 1
+  MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 torch_step | tee -a "$tmp/torch.txt" || exit 1
   echo "PyTorch, glibc's default malloc (OMP_WAIT_POLICY=PASSIVE):"
-  OMP_WAIT_POLICY=PASSIVE torch_step | tee -a "$tmp/torch_default.txt" || exit 1
+  torch_step | tee -a "$tmp/torch_default.txt" || exit 1
 done
 "$PY" - "$tmp/c.txt" "$tmp/torch.txt" "$tmp/torch_default.txt" <<'PYEOF' || exit 1
 import statistics, sys

@@ -155,6 +155,13 @@ typedef struct {
     atomic_int parts, blas_max, blas_min;
 } blas_seen;
 
+static void blas_seen_reset(blas_seen *s)
+{
+    atomic_store(&s->parts, 0);
+    atomic_store(&s->blas_max, 0);
+    atomic_store(&s->blas_min, 1000);
+}
+
 static void see_blas(void *vctx, size_t b, size_t e, int part)
 {
     (void)b, (void)e, (void)part;
@@ -172,10 +179,8 @@ START_TEST(test_blas1_loops_keep_their_threads_and_restore_openblas)
     et_pool_set_threads(0); /* follow OpenBLAS */
     openblas_set_num_threads(3);
     ck_assert_int_eq(et_pool_threads(), 3);
-    blas_seen s;
-    atomic_init(&s.parts, 0);
-    atomic_init(&s.blas_max, 0);
-    atomic_init(&s.blas_min, 1000);
+    blas_seen s = {0};
+    blas_seen_reset(&s);
     /* Three parts, each on its own thread with OpenBLAS at one thread (the
      * parts' sgemms must not share OpenBLAS's threads). */
     ck_assert_int_eq(et_pool_run_blas1(48, 16, see_blas, &s), 3);
@@ -183,15 +188,14 @@ START_TEST(test_blas1_loops_keep_their_threads_and_restore_openblas)
     ck_assert_int_eq(atomic_load(&s.blas_max), 1);
     ck_assert_int_eq(openblas_get_num_threads(), 3);
     /* One part: inline, OpenBLAS's threads left to it. */
-    atomic_store(&s.parts, 0);
-    atomic_store(&s.blas_min, 1000);
+    blas_seen_reset(&s);
     ck_assert_int_eq(et_pool_run_blas1(10, 16, see_blas, &s), 1);
     ck_assert_int_eq(atomic_load(&s.parts), 1);
     ck_assert_int_eq(atomic_load(&s.blas_min), 3);
     ck_assert_int_eq(openblas_get_num_threads(), 3);
     /* A fixed pool width is kept too. */
     et_pool_set_threads(2);
-    atomic_store(&s.parts, 0);
+    blas_seen_reset(&s);
     ck_assert_int_eq(et_pool_run_blas1(48, 16, see_blas, &s), 2);
     ck_assert_int_eq(atomic_load(&s.parts), 2);
     ck_assert_int_eq(openblas_get_num_threads(), 3);
